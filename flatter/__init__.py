@@ -1,0 +1,34 @@
+"""flatter: SGD with momentum and label noise near the valley of minimizers, in JAX.
+
+Conventions (see README): heavy ball in the PyTorch/optax form v <- beta v + g, theta <- theta - eta v;
+effective learning rate eta_eff = eta / (1 - beta); the momentum rule 1 - beta = C eta**gamma; the loss
+L = (1/2n) sum_a |f_a - y_a|^2; label noise y -> y + sigma xi.
+"""
+
+import importlib.metadata
+
+from . import problems as problems
+from ._heavy_ball import heavy_ball as heavy_ball
+from ._interpolate import (
+    InterpolationError as InterpolationError,
+    InterpolationInfo as InterpolationInfo,
+    interpolate as interpolate,
+)
+from ._label_noise import (
+    LabelNoiseState as LabelNoiseState,
+    label_noise as label_noise,
+    label_perturbation as label_perturbation,
+)
+from ._momentum_rule import (
+    ScaledHeavyBallState as ScaledHeavyBallState,
+    momentum_rule as momentum_rule,
+    scaled_heavy_ball as scaled_heavy_ball,
+)
+from ._problem import Problem as Problem
+from ._simulate import Trajectory as Trajectory, make_step as make_step, simulate as simulate
+from ._sngm import SNGMState as SNGMState, sngm as sngm
+
+try:
+    __version__ = importlib.metadata.version("flatter")
+except importlib.metadata.PackageNotFoundError:  # running from a source tree
+    __version__ = "0.0.0+local"

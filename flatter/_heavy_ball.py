@@ -1,0 +1,59 @@
+"""Heavy-ball momentum in the PyTorch/optax convention (LR applied after the buffer)."""
+
+from __future__ import annotations
+
+import jax
+import optax
+
+from ._validation import check_momentum, check_schedule_or_positive
+
+
+def heavy_ball(
+    learning_rate: optax.ScalarOrSchedule,
+    momentum: float | jax.Array,
+    *,
+    nesterov: bool = False,
+) -> optax.GradientTransformation:
+    r"""SGD with heavy-ball momentum, identical to ``optax.sgd(learning_rate, momentum, nesterov)``.
+
+    With gradient :math:`g_k`, buffer :math:`v_0 = 0`, learning rate :math:`\eta_k` and momentum
+    :math:`\beta`:
+
+    .. math::
+
+        v_{k+1} = \beta v_k + g_k, \qquad \theta_{k+1} = \theta_k - \eta_k v_{k+1}
+
+    and with ``nesterov=True`` :math:`\theta_{k+1} = \theta_k - \eta_k (g_k + \beta v_{k+1})`.
+
+    The learning rate multiplies the buffer *after* accumulation, so for a constant :math:`\eta`
+    this is the Sutskever ("π") form :math:`\pi_{k+1} = \beta\pi_k - \eta g_k`,
+    :math:`\theta_{k+1} = \theta_k + \pi_{k+1}` with :math:`\pi = -\eta v`, and the EMA form
+    :math:`m_{k+1} = \beta m_k + (1-\beta) g_k`, :math:`\theta_{k+1} = \theta_k - \eta' m_{k+1}` with
+    :math:`\eta = \eta'(1-\beta)`. The effective learning rate is
+    :math:`\eta_\mathrm{eff} = \eta/(1-\beta)`: the step taken at a constant gradient.
+
+    Args:
+      learning_rate: :math:`\eta > 0`, a number, a JAX array (so a vmapped sweep compiles once) or a
+        schedule ``step -> eta``.
+      momentum: :math:`0 \le \beta < 1`, a number or a JAX array.
+      nesterov: use the Nesterov look-ahead form.
+
+    Returns:
+      An ``optax.GradientTransformation`` whose state is optax's ``(TraceState, EmptyState)``.
+
+    Examples:
+      >>> import jax.numpy as jnp, optax, flatter
+      >>> tx = flatter.heavy_ball(0.1, 0.5)
+      >>> params = jnp.array([1.0]); state = tx.init(params)
+      >>> for _ in range(2):
+      ...     updates, state = tx.update(jnp.array([1.0]), state)
+      ...     params = optax.apply_updates(params, updates)
+      >>> print(params)  # 1 - 0.1*1 - 0.1*(0.5 + 1)
+      [0.75]
+    """
+    check_schedule_or_positive("learning_rate", learning_rate)
+    check_momentum("momentum", momentum)
+    return optax.chain(
+        optax.trace(decay=momentum, nesterov=nesterov),
+        optax.scale_by_learning_rate(learning_rate),
+    )

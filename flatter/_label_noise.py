@@ -1,0 +1,151 @@
+"""Label noise as a chainable optax transform that keeps its PRNG key in its state."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from ._validation import check_choice, check_range
+
+LABEL_NOISE_MODES = ("minibatch", "all", "one")
+LABEL_NOISE_DISTRIBUTIONS = ("gaussian", "rademacher")
+
+
+class LabelNoiseState(NamedTuple):
+    """State of :func:`label_noise`: the key that the next step splits."""
+
+    key: PRNGKeyArray
+
+
+def label_perturbation(
+    key: PRNGKeyArray,
+    shape: tuple[int, ...],
+    sigma: float | jax.Array,
+    *,
+    mode: str = "minibatch",
+    distribution: str = "gaussian",
+    dtype: Any = None,
+) -> Float[Array, "m ..."]:
+    r"""The label perturbation :math:`\sigma\zeta` that :func:`label_noise` adds, from one key.
+
+    For ``m = shape[0]`` examples, :math:`\xi` has i.i.d. entries (``"gaussian"``: :math:`N(0, 1)`,
+    ``"rademacher"``: :math:`\pm 1`) and
+
+    - ``mode="minibatch"`` or ``"all"``: :math:`\zeta = \xi` (every label gets fresh noise);
+    - ``mode="one"``: :math:`\zeta = m\,\xi_i e_i` for one uniformly drawn example :math:`i` (the
+      full-batch "LNGD" step whose noise equals one-sample label-noise SGD).
+
+    Examples:
+      >>> import jax, flatter
+      >>> z = flatter.label_perturbation(jax.random.key(0), (4,), 0.5, distribution="rademacher")
+      >>> print(sorted(set(abs(z).tolist())))
+      [0.5]
+    """
+    check_choice("mode", mode, LABEL_NOISE_MODES)
+    check_choice("distribution", distribution, LABEL_NOISE_DISTRIBUTIONS)
+    dtype = dtype or jnp.result_type(float)
+    key_xi, key_index = jax.random.split(key)
+    if distribution == "gaussian":
+        xi = jax.random.normal(key_xi, shape, dtype)
+    else:
+        xi = jax.random.rademacher(key_xi, shape, dtype)
+    if mode == "one":
+        m = shape[0]
+        index = jax.random.randint(key_index, (), 0, m)
+        mask = (jnp.arange(m) == index).reshape((m,) + (1,) * (len(shape) - 1))
+        xi = jnp.where(mask, m * xi, jnp.zeros_like(xi))
+    return jnp.asarray(sigma, dtype) * xi
+
+
+def label_noise(
+    sigma: float | jax.Array,
+    *,
+    key: PRNGKeyArray,
+    mode: str = "minibatch",
+    distribution: str = "gaussian",
+) -> optax.GradientTransformationExtraArgs:
+    r"""Turn the gradient of the squared loss into its gradient at freshly noised labels.
+
+    The incoming ``updates`` must be the gradient of
+    :math:`L_\mathcal{B}(\theta) = \frac{1}{2m}\sum_{a\in\mathcal{B}} \|f_a(\theta) - y_a\|^2` over the
+    :math:`m` examples that ``predict_fn`` evaluates (the minibatch, or all :math:`n`). The output is
+    exactly the gradient at labels :math:`y + \sigma\zeta`:
+
+    .. math::
+
+        \tilde g = \nabla_\theta \frac{1}{2m}\sum_a \|f_a(\theta) - y_a - \sigma\zeta_a\|^2
+                 = g - \frac{\sigma}{m} J^\top \zeta, \qquad J = \partial_\theta f_\mathcal{B}(\theta),
+
+    with :math:`\zeta` drawn by :func:`label_perturbation` from a key split off the state. On the
+    zero-loss valley the noise covariance is :math:`(\sigma^2/m)\,\nabla^2 L_\mathcal{B}` (modes
+    ``"minibatch"`` with :math:`m = B` and ``"all"`` with :math:`m = n`) or :math:`\sigma^2\nabla^2 L`
+    (mode ``"one"``). ``"all"`` and ``"one"`` are full-batch modes: when the caller passes
+    ``full_batch=False`` (as :func:`flatter.simulate` does for minibatches) they raise.
+
+    The model enters through the keyword-only extra argument ``predict_fn(params) -> outputs`` (the
+    model restricted to this step's examples), following optax's ``obj_fn`` precedent (Sophia); its
+    pullback gives :math:`J^\top\zeta` without forming :math:`J`. Chain it in front of any optimizer::
+
+        tx = optax.chain(flatter.label_noise(0.1, key=key), flatter.heavy_ball(eta, beta))
+        updates, state = tx.update(grads, state, params, predict_fn=lambda p: predict(p, xb))
+
+    Args:
+      sigma: noise scale :math:`\sigma \ge 0` (:math:`\varepsilon` in THEORY.md), number or array.
+      key: PRNG key kept in the state and split at every step.
+      mode: ``"minibatch"``, ``"all"`` or ``"one"`` (see :func:`label_perturbation`).
+      distribution: ``"gaussian"`` or ``"rademacher"`` (:math:`\pm\sigma`, as Damian et al.).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, flatter
+      >>> x = jnp.array([1.0, 2.0]); y = jnp.array([0.0, 0.0])
+      >>> predict = lambda w: w * x
+      >>> w = jnp.array(0.0)
+      >>> grad = jax.grad(lambda w: 0.5 * jnp.mean((predict(w) - y) ** 2))(w)
+      >>> tx = flatter.label_noise(1.0, key=jax.random.key(0), distribution="rademacher")
+      >>> noisy, _ = tx.update(grad, tx.init(w), w, predict_fn=predict)
+      >>> print(float(noisy) in {-1.5, -0.5, 0.5, 1.5})  # -(±1*1 ± 1*2)/2
+      True
+    """
+    check_range("sigma", sigma, lower=0.0)
+    check_choice("mode", mode, LABEL_NOISE_MODES)
+    check_choice("distribution", distribution, LABEL_NOISE_DISTRIBUTIONS)
+
+    def init_fn(params: optax.Params) -> LabelNoiseState:
+        del params
+        return LabelNoiseState(key=key)
+
+    def update_fn(
+        updates: optax.Updates,
+        state: LabelNoiseState,
+        params: optax.Params | None = None,
+        *,
+        predict_fn: Callable[[optax.Params], jax.Array] | None = None,
+        full_batch: bool | None = None,
+        **extra_args: Any,
+    ):
+        del extra_args
+        if predict_fn is None or params is None:
+            raise ValueError(
+                "label_noise needs params and the extra argument predict_fn(params) -> outputs: "
+                "call tx.update(grads, state, params, predict_fn=...)"
+            )
+        if mode in ("all", "one") and full_batch is False:
+            raise ValueError(
+                f"label_noise mode={mode!r} perturbs the labels of a full-batch gradient; "
+                "use mode='minibatch' with minibatches (or batch_size=None)"
+            )
+        next_key, sample_key = jax.random.split(state.key)
+        outputs, pullback = jax.vjp(predict_fn, params)
+        zeta = label_perturbation(
+            sample_key, outputs.shape, sigma, mode=mode, distribution=distribution, dtype=outputs.dtype
+        )
+        (noise_grad,) = pullback(-zeta / outputs.shape[0])
+        new_updates = jax.tree.map(lambda g, d: (g + d).astype(g.dtype), updates, noise_grad)
+        return new_updates, LabelNoiseState(key=next_key)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)

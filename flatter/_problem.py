@@ -1,0 +1,220 @@
+"""`Problem`: one model, its data and its squared loss, shared by the discrete and continuum code."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PyTree, Scalar
+
+Params = PyTree[Float[Array, "..."]]
+Observable = Callable[["Problem", Params], Scalar]
+
+
+def _loss(problem: Problem, params: Params) -> Scalar:
+    return problem.loss(params)
+
+
+def _test_loss(problem: Problem, params: Params) -> Scalar:
+    return problem.test_loss(params)
+
+
+def _trace_hessian(problem: Problem, params: Params) -> Scalar:
+    return problem.gauss_newton_trace(params)
+
+
+@jax.tree_util.register_pytree_node_class
+class Problem:
+    r"""A regression problem :math:`f(\theta, x) \approx y` with the squared loss.
+
+    .. math::
+
+        r(\theta) = f(\theta, X) - y, \qquad
+        L(\theta) = \frac{1}{2n}\sum_{a=1}^n \|f(\theta, x_a) - y_a\|^2
+
+    Its zero-loss set :math:`\Gamma = \{\theta: r(\theta) = 0\}` is the valley of minimizers; on
+    :math:`\Gamma` the Hessian is the Gauss-Newton matrix :math:`\nabla^2 L = J^\top J/n` with
+    :math:`J = \partial_\theta r`, so :math:`\mathrm{tr}\nabla^2 L = \|J\|_F^2/n`
+    (:meth:`gauss_newton_trace`). A Problem is a pytree: the data are leaves, the model and the
+    observables are static, so it can be passed through ``jax.jit``.
+
+    Args:
+      predict: ``predict(params, inputs) -> outputs`` with ``outputs.shape == targets.shape``; any
+        pure JAX function (see :meth:`from_flax` for a flax ``nnx`` module).
+      inputs: training inputs, leading axis of length :math:`n`.
+      targets: training targets, leading axis of length :math:`n`.
+      test_inputs, test_targets: optional held-out data (both or neither).
+      observables: extra named scalars ``fn(problem, params)`` recorded by :func:`flatter.simulate`,
+        in addition to ``loss``, ``trace_hessian`` and (with test data) ``test_loss``.
+      extras: arrays the observables need (e.g. the ground truth), stored as pytree leaves.
+      trace_hessian: optional closed form of :math:`\mathrm{tr}(J^\top J)/n` replacing the generic
+        Jacobian computation.
+      init_params: optional ``init_params(key) -> params``, the problem's standard initialization.
+      name: a label used in results and figures.
+
+    Examples:
+      >>> import jax.numpy as jnp, flatter
+      >>> X = jnp.array([[1.0, 0.0], [0.0, 2.0]]); y = jnp.array([1.0, 2.0])
+      >>> problem = flatter.Problem(lambda w, x: x @ w, X, y)
+      >>> print(problem.loss(jnp.zeros(2)), problem.gauss_newton_trace(jnp.zeros(2)))
+      1.25 2.5
+    """
+
+    def __init__(
+        self,
+        predict: Callable[[Params, Array], Array],
+        inputs: Array,
+        targets: Array,
+        *,
+        test_inputs: Array | None = None,
+        test_targets: Array | None = None,
+        observables: Mapping[str, Observable] | None = None,
+        extras: Mapping[str, Array] | None = None,
+        trace_hessian: Callable[[Problem, Params], Scalar] | None = None,
+        init_params: Callable[[Any], Params] | None = None,
+        name: str = "custom",
+    ):
+        if not callable(predict):
+            raise TypeError(f"predict must be a callable predict(params, inputs), got {predict!r}")
+        inputs, targets = jnp.asarray(inputs), jnp.asarray(targets)
+        if inputs.ndim == 0 or targets.ndim == 0:
+            raise ValueError("inputs and targets must have a leading example axis")
+        if inputs.shape[0] != targets.shape[0]:
+            raise ValueError(
+                f"inputs and targets must have the same number of examples, got "
+                f"inputs.shape={inputs.shape} and targets.shape={targets.shape}"
+            )
+        if (test_inputs is None) != (test_targets is None):
+            raise ValueError("test_inputs and test_targets must be given together")
+        if test_inputs is not None:
+            test_inputs, test_targets = jnp.asarray(test_inputs), jnp.asarray(test_targets)
+            if test_inputs.shape[0] != test_targets.shape[0]:
+                raise ValueError(
+                    f"test_inputs and test_targets must have the same number of examples, got "
+                    f"{test_inputs.shape} and {test_targets.shape}"
+                )
+            if test_inputs.shape[1:] != inputs.shape[1:] or test_targets.shape[1:] != targets.shape[1:]:
+                raise ValueError(
+                    f"test data must match the training data per example: inputs {inputs.shape[1:]} vs "
+                    f"{test_inputs.shape[1:]}, targets {targets.shape[1:]} vs {test_targets.shape[1:]}"
+                )
+        self.predict = predict
+        self.inputs, self.targets = inputs, targets
+        self.test_inputs, self.test_targets = test_inputs, test_targets
+        self.extras = dict(extras or {})
+        self.name = name
+        self._trace_hessian = trace_hessian
+        self._init_params = init_params
+        obs: dict[str, Observable] = {"loss": _loss, "trace_hessian": _trace_hessian}
+        if test_inputs is not None:
+            obs["test_loss"] = _test_loss
+        for key, fn in (observables or {}).items():
+            if not callable(fn):
+                raise TypeError(f"observable {key!r} must be callable fn(problem, params)")
+            obs[key] = fn
+        self.observables: tuple[tuple[str, Observable], ...] = tuple(obs.items())
+
+    # -- pytree ---------------------------------------------------------------------------------
+    def tree_flatten(self):
+        children = (self.inputs, self.targets, self.test_inputs, self.test_targets, self.extras)
+        aux = (self.predict, self.observables, self._trace_hessian, self._init_params, self.name)
+        return children, aux
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        obj = object.__new__(cls)
+        obj.inputs, obj.targets, obj.test_inputs, obj.test_targets, obj.extras = children
+        obj.predict, obj.observables, obj._trace_hessian, obj._init_params, obj.name = aux
+        return obj
+
+    def __repr__(self) -> str:
+        names = ", ".join(k for k, _ in self.observables)
+        return f"Problem(name={self.name!r}, n={self.num_examples}, observables=[{names}])"
+
+    # -- construction helpers -------------------------------------------------------------------
+    @classmethod
+    def from_flax(cls, module: Any, inputs: Array, targets: Array, **kwargs) -> tuple[Problem, Params]:
+        """Build a Problem from a flax ``nnx`` module; returns ``(problem, params)``.
+
+        The module is split once into its graph definition, its ``nnx.Param`` leaves and the rest;
+        ``predict(params, x) = nnx.merge(graphdef, params, rest)(x)`` is pure, so it works under
+        ``jax.grad``, ``jax.vmap`` and the valley computations.
+        """
+        from flax import nnx
+
+        graphdef, params, rest = nnx.split(module, nnx.Param, ...)
+
+        def predict(p, x):
+            return nnx.merge(graphdef, p, rest)(x)
+
+        return cls(predict, inputs, targets, **kwargs), params
+
+    # -- model and loss -------------------------------------------------------------------------
+    def init_params(self, key: Any) -> Params:
+        """The problem's standard initial parameters (raises if it has none)."""
+        if self._init_params is None:
+            raise ValueError(f"problem {self.name!r} has no init_params; pass params explicitly")
+        return self._init_params(key)
+
+    @property
+    def num_examples(self) -> int:
+        return int(self.inputs.shape[0])
+
+    @property
+    def observable_names(self) -> tuple[str, ...]:
+        return tuple(k for k, _ in self.observables)
+
+    def check_params(self, params: Params) -> None:
+        """Raise ``ValueError`` unless ``predict(params, inputs)`` has the targets' shape."""
+        try:
+            out = jax.eval_shape(self.predict, params, self.inputs)
+        except Exception as err:  # the model's own error, reworded with context
+            raise ValueError(f"predict(params, inputs) failed for the given params: {err}") from err
+        if getattr(out, "shape", None) != self.targets.shape:
+            raise ValueError(
+                f"predict(params, inputs) has shape {getattr(out, 'shape', None)} but targets have "
+                f"shape {self.targets.shape}: params do not fit this problem"
+            )
+
+    def residuals(self, params: Params, inputs: Array | None = None, targets: Array | None = None):
+        """:math:`f(\\theta, X) - y`, with the training data unless others are given."""
+        inputs = self.inputs if inputs is None else inputs
+        targets = self.targets if targets is None else targets
+        return self.predict(params, inputs) - targets
+
+    def residual_vector(self, params: Params) -> Float[Array, " N"]:
+        """The residuals flattened to one vector (length :math:`n\\times` outputs per example)."""
+        return self.residuals(params).reshape(-1)
+
+    def loss(self, params: Params, inputs: Array | None = None, targets: Array | None = None) -> Scalar:
+        """:math:`\\frac{1}{2m}\\sum_a \\|f(\\theta, x_a) - y_a\\|^2` over the given examples."""
+        r = self.residuals(params, inputs, targets)
+        return 0.5 * jnp.sum(r**2) / r.shape[0]
+
+    def test_loss(self, params: Params) -> Scalar:
+        """The same loss on the held-out data."""
+        if self.test_inputs is None:
+            raise ValueError(f"problem {self.name!r} has no test data")
+        return self.loss(params, self.test_inputs, self.test_targets)
+
+    def gauss_newton_trace(self, params: Params) -> Scalar:
+        """:math:`\\mathrm{tr}(J^\\top J)/n`: equal to :math:`\\mathrm{tr}\\nabla^2 L` on the valley."""
+        if self._trace_hessian is not None:
+            return self._trace_hessian(self, params)
+        jac = jax.jacrev(lambda p: self.predict(p, self.inputs))(params)
+        sq = sum(jnp.sum(leaf**2) for leaf in jax.tree.leaves(jac))
+        return sq / self.num_examples
+
+    def observe(self, params: Params, names: Sequence[str] | None = None) -> dict[str, Scalar]:
+        """Evaluate the named observables (all of them by default) at ``params``."""
+        table = dict(self.observables)
+        if names is None:
+            names = tuple(table)
+        unknown = [n for n in names if n not in table]
+        if unknown:
+            raise ValueError(
+                f"unknown observable(s) {unknown} for problem {self.name!r}; available: {list(table)}"
+            )
+        return {n: table[n](self, params) for n in names}
