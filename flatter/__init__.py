@@ -8,6 +8,11 @@ L = (1/2n) sum_a |f_a - y_a|^2; label noise y -> y + sigma xi.
 import importlib.metadata
 
 from . import problems as problems
+from ._criteria import (
+    PassageTime as PassageTime,
+    first_passage as first_passage,
+    settling_time as settling_time,
+)
 from ._heavy_ball import heavy_ball as heavy_ball
 from ._interpolate import (
     InterpolationError as InterpolationError,

@@ -49,7 +49,8 @@ def label_perturbation(
     check_choice("mode", mode, LABEL_NOISE_MODES)
     check_choice("distribution", distribution, LABEL_NOISE_DISTRIBUTIONS)
     dtype = dtype or jnp.result_type(float)
-    key_xi, key_index = jax.random.split(key)
+    # Only mode "one" needs a second draw; splitting only then keeps the per-step RNG cost minimal.
+    key_xi, key_index = jax.random.split(key) if mode == "one" else (key, None)
     if distribution == "gaussian":
         xi = jax.random.normal(key_xi, shape, dtype)
     else:

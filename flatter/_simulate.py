@@ -115,10 +115,14 @@ def _run_chunk(
     names: tuple[tuple[str, Observable], ...],
 ):
     step = make_step(problem, optimizer, batch_size)
+    full_batch = batch_size is None or batch_size == problem.num_examples
 
     def one_step(c, _):
         params, opt_state, key, diverged, diverged_at, k = c
-        key, sub = jax.random.split(key)
+        if full_batch:  # no batch to draw: skip the split (RNG is a large part of a cheap step)
+            sub = key
+        else:
+            key, sub = jax.random.split(key)
         new_params, new_opt_state = step(params, opt_state, sub)
         finite = _all_finite(new_params)
         ok = finite & ~diverged

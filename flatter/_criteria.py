@@ -1,0 +1,73 @@
+"""Convergence criteria on recorded observables: first passage and settling, with censoring."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float, Int
+
+
+class PassageTime(NamedTuple):
+    """A convergence time and whether it is censored (the criterion was not met by the horizon).
+
+    A censored run has ``time`` equal to the horizon (the last recorded step): a lower bound, never
+    to be averaged as if it had converged.
+    """
+
+    time: Float[Array, ...]
+    censored: Bool[Array, ...]
+
+
+def _inside(values, threshold, below):
+    return values <= threshold if below else values >= threshold
+
+
+def first_passage(
+    steps: Int[Array, " R"], values: Float[Array, "... R"], threshold: float, *, below: bool = True
+) -> PassageTime:
+    r"""The first recorded step at which the observable is inside the band.
+
+    :math:`T_\mathrm{first} = \min\{k_j : v_j \le \delta\}` (or :math:`\ge` with ``below=False``),
+    vectorized over leading axes. Non-finite values count as outside.
+
+    Examples:
+      >>> import jax.numpy as jnp, flatter
+      >>> steps = jnp.array([0, 10, 20, 30])
+      >>> t = flatter.first_passage(steps, jnp.array([1.0, 0.05, 0.5, 0.01]), 0.1)
+      >>> print(float(t.time), bool(t.censored))
+      10.0 False
+    """
+    inside = _inside(values, threshold, below) & jnp.isfinite(values)
+    reached = jnp.any(inside, axis=-1)
+    first = jnp.argmax(inside, axis=-1)
+    time = jnp.where(reached, steps[first], steps[-1]).astype(float)
+    return PassageTime(time=time, censored=~reached)
+
+
+def settling_time(
+    steps: Int[Array, " R"], values: Float[Array, "... R"], threshold: float, *, below: bool = True
+) -> PassageTime:
+    r"""The step after which the observable stays inside the band up to the horizon.
+
+    :math:`T_\mathrm{settle} = k_{j^*+1}` with :math:`j^*` the last record outside the band (0 if
+    never outside). A run whose last record is outside has not settled: it is censored at the
+    horizon. Settling exposes the overshoot along the valley that first passage misses
+    (THEORY.md §6.7).
+
+    Examples:
+      >>> import jax.numpy as jnp, flatter
+      >>> steps = jnp.array([0, 10, 20, 30])
+      >>> t = flatter.settling_time(steps, jnp.array([1.0, 0.05, 0.5, 0.01]), 0.1)
+      >>> print(float(t.time), bool(t.censored))
+      30.0 False
+    """
+    inside = _inside(values, threshold, below) & jnp.isfinite(values)
+    outside = ~inside
+    num = outside.shape[-1]
+    last_out = num - 1 - jnp.argmax(outside[..., ::-1], axis=-1)
+    any_out = jnp.any(outside, axis=-1)
+    settled = inside[..., -1]
+    index = jnp.where(any_out, jnp.minimum(last_out + 1, num - 1), 0)
+    time = jnp.where(settled, steps[index], steps[-1]).astype(float)
+    return PassageTime(time=time, censored=~settled)
