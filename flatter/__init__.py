@@ -7,7 +7,7 @@ L = (1/2n) sum_a |f_a - y_a|^2; label noise y -> y + sigma xi.
 
 import importlib.metadata
 
-from . import problems as problems
+from . import limit as limit, problems as problems, valley as valley
 from ._criteria import (
     PassageTime as PassageTime,
     first_passage as first_passage,

@@ -1,0 +1,24 @@
+"""The limit dynamics of SGDM with label noise along the valley, and integrators that stay on it."""
+
+from ._dynamics import (
+    LimitDynamics as LimitDynamics,
+    label_noise_flow as label_noise_flow,
+    limit_sde as limit_sde,
+    riemannian_trace_gradient as riemannian_trace_gradient,
+    second_derivative_of_gradient as second_derivative_of_gradient,
+)
+from ._integrate import (
+    LimitSolution as LimitSolution,
+    ProjectedSolver as ProjectedSolver,
+    integrate as integrate,
+)
+from ._noise import (
+    isotropic_noise as isotropic_noise,
+    label_noise_covariance as label_noise_covariance,
+    minibatch_noise as minibatch_noise,
+)
+from ._time_map import (
+    effective_learning_rate as effective_learning_rate,
+    steps_to_time as steps_to_time,
+    time_to_steps as time_to_steps,
+)

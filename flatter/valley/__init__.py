@@ -1,0 +1,17 @@
+"""The valley of minimizers Γ = {θ : r(θ) = 0} of a Problem: projection, tangent space, curvature."""
+
+from ._flat import FlatProblem as FlatProblem, flatten as flatten
+from ._projection import (
+    ValleyError as ValleyError,
+    gauss_newton_steps as gauss_newton_steps,
+    project as project,
+)
+from ._spectrum import hessian_spectrum as hessian_spectrum, lanczos_eigenvalues as lanczos_eigenvalues
+from ._tangent import (
+    dense_tangent_projector as dense_tangent_projector,
+    gauss_newton_trace_flat as gauss_newton_trace_flat,
+    matrix_free_tangent_projector as matrix_free_tangent_projector,
+    riemannian_gradient_trace as riemannian_gradient_trace,
+    tangent_projector as tangent_projector,
+    trace_hessian as trace_hessian,
+)

@@ -1,0 +1,102 @@
+"""The tangent space of the valley: projector, trace of the Hessian and its Riemannian gradient."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import lineax as lx
+from jaxtyping import Array, Float, Scalar
+
+from .._problem import Params, Problem
+from ._flat import FlatProblem, flatten
+
+
+def dense_tangent_projector(flat_problem: FlatProblem, theta: Float[Array, " p"]) -> Float[Array, "p p"]:
+    r""":math:`P = I - J^\top (JJ^\top)^+ J = I - J^+J` as a dense :math:`p\times p` matrix."""
+    jac = jax.jacfwd(flat_problem.residual)(theta)
+    return jnp.eye(theta.shape[0], dtype=theta.dtype) - jnp.linalg.pinv(jac) @ jac
+
+
+def matrix_free_tangent_projector(
+    flat_problem: FlatProblem, theta: Float[Array, " p"], *, rtol: float = 1e-10, max_steps: int = 1000
+) -> Callable[[Float[Array, " p"]], Float[Array, " p"]]:
+    r""":math:`v \mapsto v - J^\top w` with :math:`(JJ^\top)w = Jv` solved by CG, from JVPs and VJPs.
+
+    Never forms a :math:`p\times p` matrix: one linearization of :math:`r` at :math:`\theta`, and
+    per application one JVP plus one VJP per CG iteration on the :math:`N\times N` Gram operator.
+    Assumes :math:`J` has full row rank (true near a regular valley).
+    """
+    _, jvp = jax.linearize(flat_problem.residual, theta)
+    vjp = jax.linear_transpose(jvp, theta)
+    out = jax.eval_shape(flat_problem.residual, theta)
+    gram = lx.FunctionLinearOperator(
+        lambda w: jvp(vjp(w)[0]),
+        jax.ShapeDtypeStruct(out.shape, out.dtype),
+        tags=(lx.symmetric_tag, lx.positive_semidefinite_tag),
+    )
+    solver = lx.CG(rtol=rtol, atol=rtol, max_steps=max_steps)
+
+    def apply(v):
+        w = lx.linear_solve(gram, jvp(v), solver).value
+        return v - vjp(w)[0]
+
+    return apply
+
+
+def tangent_projector(
+    problem: Problem, params: Params, *, matrix_free: bool | None = None
+) -> Callable[[Float[Array, " p"]], Float[Array, " p"]]:
+    r"""The orthogonal projector onto :math:`T_\theta\Gamma` as a function on flat vectors.
+
+    .. math::
+
+        P = I - J^\top (J J^\top)^{-1} J, \qquad J = \partial_\theta r(\theta) \in \mathbb{R}^{N\times p}
+
+    Dense when ``p <= 2048`` (or ``matrix_free=False``), otherwise matrix-free (CG on
+    :math:`JJ^\top`, never a :math:`p\times p` matrix).
+
+    Examples:
+      >>> import jax.numpy as jnp, flatter
+      >>> P = flatter.valley.tangent_projector(flatter.problems.toy_valley(), jnp.array([0.0, 1.0]))
+      >>> print(P(jnp.array([1.0, 1.0])))  # the valley x = 0 runs along y
+      [0. 1.]
+    """
+    theta, fp = flatten(problem, params)
+    if matrix_free is None:
+        matrix_free = theta.shape[0] > 2048
+    if matrix_free:
+        return matrix_free_tangent_projector(fp, theta)
+    mat = dense_tangent_projector(fp, theta)
+    return lambda v: mat @ v
+
+
+def gauss_newton_trace_flat(flat_problem: FlatProblem, theta: Float[Array, " p"]) -> Scalar:
+    r""":math:`\mathrm{tr}(J^\top J)/n` on flat parameters (equals :math:`\mathrm{tr}\nabla^2L` on Γ)."""
+    jac = jax.jacfwd(flat_problem.residual)(theta)
+    return jnp.sum(jac**2) / flat_problem.num_examples
+
+
+def trace_hessian(problem: Problem, params: Params) -> Scalar:
+    r"""Trace of the Hessian on Γ, :math:`\|J\|_F^2/n` (the problem's closed form if it has one)."""
+    return problem.gauss_newton_trace(params)
+
+
+def riemannian_gradient_trace(problem: Problem, params: Params, *, matrix_free: bool | None = None):
+    r""":math:`\nabla_\Gamma \mathrm{tr}\nabla^2 L = P\,\nabla_\theta\, \mathrm{tr}(J^\top J)/n` on Γ.
+
+    On :math:`\Gamma` the Hessian is :math:`J^\top J/n + \frac1n\sum_a r_a\nabla^2 f_a` and the
+    gradient of the second term is :math:`\frac1n\sum_a \nabla f_a\,\mathrm{tr}\nabla^2 f_a`, a normal
+    vector; projecting the gradient of the Gauss-Newton trace therefore gives the exact Riemannian
+    gradient. Returned as a flat vector.
+
+    Examples:
+      >>> import jax.numpy as jnp, flatter
+      >>> g = flatter.valley.riemannian_gradient_trace(flatter.problems.toy_valley(), jnp.array([0.0, 0.5]))
+      >>> print(g)  # h = 1 + y^2: dh/dy = 2y
+      [0. 1.]
+    """
+    theta, fp = flatten(problem, params)
+    grad = jax.grad(lambda t: problem.gauss_newton_trace(fp.unravel(t)))(theta)
+    return tangent_projector(problem, params, matrix_free=matrix_free)(grad)
