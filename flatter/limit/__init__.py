@@ -1,5 +1,6 @@
 """The limit dynamics of SGDM with label noise along the valley, and integrators that stay on it."""
 
+from ._critical import critical_flow as critical_flow, critical_kappa as critical_kappa
 from ._dynamics import (
     LimitDynamics as LimitDynamics,
     label_noise_flow as label_noise_flow,

@@ -24,8 +24,8 @@ def steps_to_time(steps, eta, beta) -> jax.Array:
 
     Examples:
       >>> import flatter
-      >>> print(float(flatter.limit.steps_to_time(1000, 0.01, 0.9)))  # 1000 * 0.1^2
-      10.000000000000002
+      >>> print(round(float(flatter.limit.steps_to_time(1000, 0.01, 0.9)), 4))  # 1000 * 0.1^2
+      10.0
     """
     return jnp.asarray(steps) * effective_learning_rate(eta, beta) ** 2
 

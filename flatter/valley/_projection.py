@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import lineax as lx
-import optimistix as optx
 from jaxtyping import Array, Float
 
 from .._problem import Params, Problem
@@ -28,36 +29,42 @@ def gauss_newton_steps(
     """
 
     def step(theta, _):
-        r = flat_problem.residual(theta)
-        if matrix_free:
-            op = lx.JacobianLinearOperator(lambda t, _: flat_problem.residual(t), theta)
-            delta = lx.linear_solve(op, r, lx.LSMR(rtol=1e-12, atol=1e-12), throw=False).value
-        else:
-            delta = jnp.linalg.lstsq(jax.jacfwd(flat_problem.residual)(theta), r)[0]
-        return theta - delta, None
+        return _gn_step(flat_problem, theta, matrix_free), None
 
     return jax.lax.scan(step, theta, None, length=iterations)[0]
+
+
+def _gn_step(flat_problem: FlatProblem, theta, matrix_free: bool):
+    r = flat_problem.residual(theta)
+    if matrix_free:
+        op = lx.JacobianLinearOperator(lambda t, _: flat_problem.residual(t), theta)
+        delta = lx.linear_solve(op, r, lx.LSMR(rtol=1e-12, atol=1e-12), throw=False).value
+    else:
+        delta = jnp.linalg.lstsq(jax.jacfwd(flat_problem.residual)(theta), r)[0]
+    return theta - delta
 
 
 def project(
     problem: Problem,
     params: Params,
     *,
-    tol: float = 1e-10,
+    tol: float | None = None,
     max_steps: int = 50,
     method: str = "dense",
     max_loss: float | None = 1.0,
 ) -> Params:
     r"""The point of :math:`\Gamma` reached from ``params`` by minimum-norm Gauss-Newton.
 
-    Solves :math:`\min_\theta \|r(\theta)\|^2` with ``optimistix.GaussNewton`` whose linear solves
-    return the minimum-norm (pseudoinverse) step, dense SVD (``method="dense"``) or matrix-free LSMR
-    (``"matrix_free"``). Each step moves orthogonally to the current level set, so the limit is,
-    to first order in the distance, the orthogonal projection :math:`\Phi(\theta)` of
-    :math:`\theta` onto :math:`\Gamma`.
+    Iterates :math:`\theta \leftarrow \theta - J^+ r(\theta)` with the minimum-norm least-squares
+    step, dense (``method="dense"``) or matrix-free with lineax's LSMR (``"matrix_free"``, JVPs and
+    VJPs only), until :math:`\|r\| \le` ``tol`` (default: 100 ulp of the dtype times
+    :math:`\sqrt{N}` times the scale of the targets). Each step moves orthogonally to the current
+    level set, so the limit is, to first order in the distance, the orthogonal projection
+    :math:`\Phi(\theta)` of :math:`\theta` onto :math:`\Gamma`.
 
     Raises :class:`ValleyError` when the starting loss exceeds ``max_loss`` (not near
-    :math:`\Gamma`; ``None`` disables the check) or the final residual norm exceeds ``tol``.
+    :math:`\Gamma`; ``None`` disables the check) or the residual is still above ``tol`` after
+    ``max_steps``.
 
     Examples:
       >>> import jax.numpy as jnp, flatter
@@ -66,8 +73,11 @@ def project(
       [0. 1.]
     """
     check_choice("method", method, ("dense", "matrix_free"))
-    check_positive("tol", tol)
     theta0, fp = flatten(problem, params)
+    if tol is None:
+        scale = max(1.0, float(jnp.max(jnp.abs(problem.targets))))
+        tol = 100 * float(jnp.finfo(theta0.dtype).eps) * scale * float(jnp.sqrt(fp.residual(theta0).size))
+    check_positive("tol", tol)
     if max_loss is not None:
         start = float(fp.loss(theta0))
         if not start <= max_loss:
@@ -75,13 +85,28 @@ def project(
                 f"project: the point is not near the valley (loss {start:.3e} > max_loss={max_loss:g}); "
                 "run flatter.interpolate first or raise max_loss"
             )
-    linear_solver = lx.SVD() if method == "dense" else lx.LSMR(rtol=tol * 1e-2, atol=tol * 1e-2)
-    solver = optx.GaussNewton(rtol=0.0, atol=tol, linear_solver=linear_solver)
-    sol = optx.least_squares(lambda t, _: fp.residual(t), solver, theta0, max_steps=max_steps, throw=False)
-    final = float(jnp.linalg.norm(fp.residual(sol.value)))
-    if not final <= tol * max(1.0, float(jnp.sqrt(fp.num_examples))):
+    theta, steps = _project_loop(
+        fp.residual, fp.num_examples, theta0, tol, max_steps, method == "matrix_free"
+    )
+    final = float(jnp.linalg.norm(fp.residual(theta)))
+    if not final <= tol:
         raise ValleyError(
-            f"project: Gauss-Newton did not converge (residual norm {final:.3e} > tol={tol:g} after "
-            f"{int(sol.stats['num_steps'])} steps, {sol.result}); raise max_steps or check the point"
+            f"project: Gauss-Newton did not converge (residual norm {final:.3e} > tol={tol:.1e} after "
+            f"{int(steps)} steps); raise max_steps, loosen tol or check that the point is near the valley"
         )
-    return fp.unravel(sol.value)
+    return fp.unravel(theta)
+
+
+@partial(jax.jit, static_argnums=(0, 1, 4, 5))
+def _project_loop(residual, num_examples, theta0, tol, max_steps, matrix_free):
+    fp = FlatProblem(residual, None, num_examples)
+
+    def cond(carry):
+        theta, it = carry
+        return (jnp.linalg.norm(residual(theta)) > tol) & (it < max_steps)
+
+    def body(carry):
+        theta, it = carry
+        return _gn_step(fp, theta, matrix_free), it + 1
+
+    return jax.lax.while_loop(cond, body, (theta0, jnp.asarray(0)))

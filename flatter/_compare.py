@@ -1,0 +1,151 @@
+"""Discrete SGDM with label noise against its limit on the valley, on one model and one time axis."""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from ._heavy_ball import heavy_ball
+from ._label_noise import label_noise
+from ._problem import Params, Problem
+from ._simulate import simulate
+from ._validation import check_momentum, check_positive, check_positive_int
+from .limit._dynamics import label_noise_flow
+from .limit._integrate import integrate
+from .valley._projection import project
+
+
+class Comparison(NamedTuple):
+    r"""Seed-averaged discrete observable and its limit prediction on common axes.
+
+    ``steps`` (optimizer steps) and ``t`` (:math:`= \eta_\mathrm{eff}^2\,k`) index the records;
+    ``discrepancy = |discrete_mean - limit|`` with ``discrepancy_stderr`` the standard error of the
+    seed mean; ``max_discrepancy`` is its largest value over the records. Runs that diverged are
+    left out of the mean and counted in ``diverged`` (all diverged: the mean is NaN, and
+    ``max_discrepancy`` is ``inf``).
+    """
+
+    observable: str
+    eta: float
+    beta: float
+    steps: Float[Array, " R"]
+    t: Float[Array, " R"]
+    discrete: Float[Array, "seeds R"]
+    discrete_mean: Float[Array, " R"]
+    discrete_stderr: Float[Array, " R"]
+    limit: Float[Array, " R"]
+    discrepancy: Float[Array, " R"]
+    discrepancy_stderr: Float[Array, " R"]
+    diverged: int
+
+    @property
+    def max_discrepancy(self) -> float:
+        worst = float(jnp.max(self.discrepancy))
+        return worst if np.isfinite(worst) else float("inf")
+
+
+def compare(
+    problem: Problem,
+    params0: Params,
+    *,
+    eta: float,
+    beta: float,
+    sigma: float,
+    t1: float,
+    key: PRNGKeyArray,
+    seeds: int = 16,
+    batch_size: int | None = None,
+    records: int = 50,
+    observable: str = "trace_hessian",
+    limit_substeps: int = 4,
+) -> Comparison:
+    r"""Run label-noise SGDM (``seeds`` runs, vmapped) and the label-noise limit flow from one point.
+
+    The start is ``params0`` projected onto Γ. Discrete: :math:`K = t_1/\eta_\mathrm{eff}^2` steps of
+    ``optax.chain(label_noise(sigma), heavy_ball(eta, beta))`` with minibatches of ``batch_size``
+    (full batch with every label noised when ``None``, so :math:`B = n`). Limit:
+    :func:`flatter.limit.label_noise_flow` with the same :math:`\sigma, B`, integrated to
+    :math:`t_1` with ``limit_substeps`` projected Euler steps between records. Both are recorded at
+    ``records + 1`` common times :math:`t_j = \eta_\mathrm{eff}^2 k_j`.
+    """
+    check_positive("eta", eta)
+    check_momentum("beta", beta)
+    check_positive("t1", t1)
+    seeds = check_positive_int("seeds", seeds)
+    records = check_positive_int("records", records)
+    eta_eff = eta / (1 - beta)
+    total = max(records, int(round(t1 / eta_eff**2)))
+    record_every = max(1, total // records)
+    total = record_every * records
+    start = project(problem, params0)
+    batch = problem.num_examples if batch_size is None else batch_size
+    mode = "all" if batch_size is None else "minibatch"
+
+    def run(k):
+        k_noise, k_sim = jax.random.split(k)
+        tx = optax.chain(label_noise(sigma, key=k_noise, mode=mode), heavy_ball(eta, beta))
+        traj = simulate(
+            problem,
+            tx,
+            start,
+            steps=total,
+            key=k_sim,
+            record_every=record_every,
+            batch_size=batch_size,
+            observables=[observable],
+        )
+        return traj.steps, traj.observables[observable], traj.diverged
+
+    steps, values, diverged = jax.jit(jax.vmap(run))(jax.random.split(key, seeds))
+    values = values[~np.asarray(diverged)]
+    steps = steps[0]
+    t = steps * eta_eff**2
+    flow = label_noise_flow(problem, sigma=sigma, batch_size=batch)
+    dt = record_every * eta_eff**2 / limit_substeps
+    sol = integrate(
+        problem,
+        flow,
+        start,
+        t1=records * limit_substeps * dt,
+        dt=dt,
+        save_every=limit_substeps,
+        observables=[observable],
+    )
+    limit = sol.observables[observable]
+    mean = values.mean(0)
+    stderr = values.std(0, ddof=1) / math.sqrt(seeds) if seeds > 1 else jnp.zeros_like(mean)
+    return Comparison(
+        observable,
+        eta,
+        beta,
+        steps.astype(float),
+        t,
+        values,
+        mean,
+        stderr,
+        limit,
+        jnp.abs(mean - limit),
+        stderr,
+    )
+
+
+def plot_comparison(comparison: Comparison, ax=None, *, color: str = "C0", label: str | None = None):
+    """Overlay the discrete mean ± 2 standard errors (band) on the limit curve, against t."""
+    import matplotlib.pyplot as plt
+
+    ax = plt.gca() if ax is None else ax
+    t = np.asarray(comparison.t)
+    mean, se = np.asarray(comparison.discrete_mean), np.asarray(comparison.discrete_stderr)
+    label = label or f"SGDM-LN eta={comparison.eta:g}, beta={comparison.beta:g}"
+    ax.fill_between(t, mean - 2 * se, mean + 2 * se, color=color, alpha=0.25, lw=0)
+    ax.plot(t, mean, color=color, lw=1.2, label=label)
+    ax.plot(t, np.asarray(comparison.limit), color="k", ls="--", lw=1.2)
+    ax.set_xlabel(r"$t = \eta_\mathrm{eff}^2\,k$")
+    ax.set_ylabel(comparison.observable)
+    return ax
