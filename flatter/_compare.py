@@ -118,8 +118,9 @@ def compare(
         observables=[observable],
     )
     limit = sol.observables[observable]
-    mean = values.mean(0)
-    stderr = values.std(0, ddof=1) / math.sqrt(seeds) if seeds > 1 else jnp.zeros_like(mean)
+    kept = values.shape[0]
+    mean = values.mean(0) if kept else jnp.full_like(limit, jnp.nan)
+    stderr = values.std(0, ddof=1) / math.sqrt(kept) if kept > 1 else jnp.zeros_like(limit)
     return Comparison(
         observable,
         eta,
@@ -132,6 +133,7 @@ def compare(
         limit,
         jnp.abs(mean - limit),
         stderr,
+        int(np.sum(diverged)),
     )
 
 

@@ -76,7 +76,7 @@ def project(
     theta0, fp = flatten(problem, params)
     if tol is None:
         scale = max(1.0, float(jnp.max(jnp.abs(problem.targets))))
-        tol = 100 * float(jnp.finfo(theta0.dtype).eps) * scale * float(jnp.sqrt(fp.residual(theta0).size))
+        tol = 1000 * float(jnp.finfo(theta0.dtype).eps) * scale * float(jnp.sqrt(fp.residual(theta0).size))
     check_positive("tol", tol)
     if max_loss is not None:
         start = float(fp.loss(theta0))

@@ -35,7 +35,12 @@ def lanczos_eigenvalues(matvec, dim: int, k: int, key, dtype) -> Float[Array, " 
         w = w - (basis * mask).T @ ((basis * mask) @ w)
         w = w - (basis * mask).T @ ((basis * mask) @ w)
         beta = jnp.linalg.norm(w)
-        basis = basis.at[j + 1].set(w / jnp.where(beta > 0, beta, 1.0))
+        # Krylov space exhausted (operator of rank < k): stop by continuing with the zero vector,
+        # which appends exact zeros (the operator's null directions) instead of amplified round-off.
+        scale = jnp.maximum(jnp.max(jnp.abs(alphas)), jnp.abs(alpha))
+        live = beta > 1e-8 * scale
+        beta = jnp.where(live, beta, 0.0)
+        basis = basis.at[j + 1].set(jnp.where(live, w / jnp.where(live, beta, 1.0), 0.0))
         return basis, alphas.at[j].set(alpha), betas.at[j].set(beta)
 
     _, alphas, betas = jax.lax.fori_loop(0, k, body, (basis, jnp.zeros(k, dtype), jnp.zeros(k, dtype)))
