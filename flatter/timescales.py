@@ -283,13 +283,14 @@ def optimal_C(
     prediction :math:`C^*\propto(\sigma^2/B)^{1/3}` follows from the scaling of :math:`\kappa`.
     """
     Cs = np.geomspace(0.2, 5.0, 25) if Cs is None else np.asarray(Cs, float)
-    values = []
-    for C in Cs:
-        kappa = sigma**2 / (4.0 * batch_size * C**3)
+    kappas = jnp.asarray(sigma**2 / (4.0 * batch_size * Cs**3))
+
+    def settle(kappa):  # one compiled reduced-ODE solve, vmapped over the C grid
         sol = critical_flow(
             problem, params0, kappa=kappa, s1=s1, ds=ds, save_every=5, observables=[observable]
         )
-        settle = settling_time(sol.ts, sol.observables[observable], threshold, below=below)
-        values.append(np.inf if bool(settle.censored) else float(settle.time) / C)
-    values = np.array(values)
+        return settling_time(sol.ts, sol.observables[observable], threshold, below=below)
+
+    result = jax.jit(jax.vmap(settle))(kappas)
+    values = np.where(np.asarray(result.censored), np.inf, np.asarray(result.time) / Cs)
     return float(Cs[int(np.argmin(values))]), Cs, values
