@@ -7,7 +7,7 @@ L = (1/2n) sum_a |f_a - y_a|^2; label noise y -> y + sigma xi.
 
 import importlib.metadata
 
-from . import limit as limit, problems as problems, timescales as timescales, valley as valley
+from . import limit as limit, problems as problems, sweep as sweep, timescales as timescales, valley as valley
 from ._compare import Comparison as Comparison, compare as compare, plot_comparison as plot_comparison
 from ._criteria import (
     PassageTime as PassageTime,

@@ -9,9 +9,7 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="flatter", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser(
-        "demo", help="SGDM-LN with the 2/3 rule vs SGD on matrix sensing (~1 min on 2 cores)"
-    )
+    demo = sub.add_parser("demo", help="SGDM-LN with the 2/3 rule vs SGD on matrix sensing (~1 min on 2 cores)")
     demo.add_argument("--out", default="flatter-out/demo", help="folder for demo.png/.npz/.json")
     demo.add_argument("--seeds", type=int, default=4)
     demo.add_argument("--steps", type=int, default=100_000)

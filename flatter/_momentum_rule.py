@@ -11,9 +11,7 @@ import optax
 from ._validation import check_range, check_schedule_or_positive, is_concrete
 
 
-def momentum_rule(
-    learning_rate: float | jax.Array, *, C: float | jax.Array, gamma: float | jax.Array
-) -> jax.Array:
+def momentum_rule(learning_rate: float | jax.Array, *, C: float | jax.Array, gamma: float | jax.Array) -> jax.Array:
     r"""Momentum from the scaling rule :math:`1 - \beta = C \eta^\gamma`.
 
     .. math::
@@ -100,9 +98,7 @@ def scaled_heavy_ball(
         momentum_rule(learning_rate, C=C, gamma=gamma)  # validates the resulting beta
 
     def init_fn(params: optax.Params) -> ScaledHeavyBallState:
-        return ScaledHeavyBallState(
-            count=jnp.zeros([], jnp.int32), trace=jax.tree.map(jnp.zeros_like, params)
-        )
+        return ScaledHeavyBallState(count=jnp.zeros([], jnp.int32), trace=jax.tree.map(jnp.zeros_like, params))
 
     def update_fn(updates, state, params=None):
         del params

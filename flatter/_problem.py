@@ -214,7 +214,5 @@ class Problem:
             names = tuple(table)
         unknown = [n for n in names if n not in table]
         if unknown:
-            raise ValueError(
-                f"unknown observable(s) {unknown} for problem {self.name!r}; available: {list(table)}"
-            )
+            raise ValueError(f"unknown observable(s) {unknown} for problem {self.name!r}; available: {list(table)}")
         return {n: table[n](self, params) for n in names}

@@ -186,15 +186,12 @@ def simulate(
     steps = check_positive_int("steps", steps)
     record_every = check_positive_int("record_every", record_every)
     if steps % record_every:
-        raise ValueError(
-            f"steps must be a multiple of record_every, got steps={steps}, record_every={record_every}"
-        )
+        raise ValueError(f"steps must be a multiple of record_every, got steps={steps}, record_every={record_every}")
     if batch_size is not None:
         batch_size = check_positive_int("batch_size", batch_size)
         if batch_size > problem.num_examples:
             raise ValueError(
-                f"batch_size must be in [1, n={problem.num_examples}] for problem {problem.name!r}, "
-                f"got {batch_size}"
+                f"batch_size must be in [1, n={problem.num_examples}] for problem {problem.name!r}, got {batch_size}"
             )
     if not isinstance(optimizer, optax.GradientTransformation):
         raise TypeError(f"optimizer must be an optax GradientTransformation, got {type(optimizer).__name__}")

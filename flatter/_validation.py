@@ -58,9 +58,7 @@ def check_range(
         raise ValueError(f"{name} must be {allowed}, got {_fmt(shown)}")
 
 
-def describe_range(
-    lower: float | None, upper: float | None, lower_inclusive: bool, upper_inclusive: bool
-) -> str:
+def describe_range(lower: float | None, upper: float | None, lower_inclusive: bool, upper_inclusive: bool) -> str:
     if lower is not None and upper is not None:
         left = "[" if lower_inclusive else "("
         right = "]" if upper_inclusive else ")"

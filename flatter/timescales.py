@@ -219,9 +219,7 @@ def predict_steps(
             sol = integrate(problem, flow, params0, t1=resolution * step, dt=step, observables=[observable])
             scale = (a / eta) ** 2
         else:
-            sol = critical_flow(
-                problem, params0, kappa=kappa, s1=resolution * step, ds=step, observables=[observable]
-            )
+            sol = critical_flow(problem, params0, kappa=kappa, s1=resolution * step, ds=step, observables=[observable])
             scale = 1.0 / a
         evaluations += resolution
         values = sol.observables[observable]
@@ -286,11 +284,31 @@ def optimal_C(
     kappas = jnp.asarray(sigma**2 / (4.0 * batch_size * Cs**3))
 
     def settle(kappa):  # one compiled reduced-ODE solve, vmapped over the C grid
-        sol = critical_flow(
-            problem, params0, kappa=kappa, s1=s1, ds=ds, save_every=5, observables=[observable]
-        )
+        sol = critical_flow(problem, params0, kappa=kappa, s1=s1, ds=ds, save_every=5, observables=[observable])
         return settling_time(sol.ts, sol.observables[observable], threshold, below=below)
 
     result = jax.jit(jax.vmap(settle))(kappas)
     values = np.where(np.asarray(result.censored), np.inf, np.asarray(result.time) / Cs)
     return float(Cs[int(np.argmin(values))]), Cs, values
+
+
+def settle_estimate(*, flow_time, distance, grad_norm, eta, beta, sigma, batch_size=1):
+    r"""A closed-form estimate of the settling steps, vectorized over hyperparameters (for horizons).
+
+    .. math::
+
+        T \approx \frac{t^*}{\eta_\mathrm{eff}^2}
+          + \Big(\frac{24\,\Delta\,B}{\eta^2\sigma^2\,|\nabla_\Gamma\mathrm{tr}\nabla^2L|}\Big)^{1/3}
+          + \frac{5}{1-\beta}
+
+    with :math:`t^*` the time the label-noise flow (at this :math:`\sigma, B`) takes to meet the
+    criterion and :math:`\Delta` the distance it travels: the adiabatic drift time, the ballistic
+    first-passage time of the non-adiabatic start (THEORY §6.5) and the settling of the momentum
+    memory. Each term dominates in one regime; the sum is within a small factor everywhere, which is
+    what a horizon needs (sweeps use a multiple of it and report censored runs).
+    """
+    eta = np.asarray(eta, float)
+    a = 1.0 - np.asarray(beta, float)
+    drift = np.asarray(flow_time, float) * (a / eta) ** 2
+    ballistic = (24.0 * distance * batch_size / (eta**2 * np.asarray(sigma, float) ** 2 * grad_norm)) ** (1 / 3)
+    return drift + ballistic + 5.0 / a

@@ -122,9 +122,7 @@ def integrate(
     if n_steps < 1 or abs(n_steps * dt - t1) > 1e-9 * max(1.0, t1):
         raise ValueError(f"t1 must be a positive multiple of dt, got t1={t1}, dt={dt}")
     if n_steps % save_every:
-        raise ValueError(
-            f"the number of steps t1/dt = {n_steps} must be a multiple of save_every={save_every}"
-        )
+        raise ValueError(f"the number of steps t1/dt = {n_steps} must be a multiple of save_every={save_every}")
     names = _resolve_observables(problem, observables)
     theta0, fp = flatten(problem, params0)
     stochastic = dynamics.diffusion is not None
@@ -139,9 +137,7 @@ def integrate(
 
     n_saves = n_steps // save_every
     if method == "scan":
-        return _integrate_scan(
-            problem, dynamics, fp, names, theta0, project, dt, n_saves, save_every, key, noise_dim
-        )
+        return _integrate_scan(problem, dynamics, fp, names, theta0, project, dt, n_saves, save_every, key, noise_dim)
     return _integrate_diffrax(
         problem,
         dynamics,
@@ -190,9 +186,7 @@ def _integrate_diffrax(
     drift = diffrax.ODETerm(lambda t, y, args: dynamics.drift(fp, y))
     if dynamics.diffusion is not None:
         bm = diffrax.VirtualBrownianTree(0.0, t1, tol=dt / 4, shape=(noise_dim,), key=key)
-        terms: Any = diffrax.MultiTerm(
-            drift, diffrax.ControlTerm(lambda t, y, args: dynamics.diffusion(fp, y), bm)
-        )
+        terms: Any = diffrax.MultiTerm(drift, diffrax.ControlTerm(lambda t, y, args: dynamics.diffusion(fp, y), bm))
         inner = solver or diffrax.Euler()
     else:
         terms = drift

@@ -20,7 +20,7 @@ def make_problem(name: str, **kwargs) -> Problem:
     Examples:
       >>> import flatter
       >>> flatter.problems.make_problem("toy-valley")
-      Problem(name='toy-valley', n=1, observables=[loss, trace_hessian, x, y, h])
+      Problem(name='toy-valley', n=1, observables=[loss, trace_hessian, x, y, abs_y, h])
     """
     if name not in PROBLEMS:
         raise ValueError(f"unknown problem name {name!r}; choose one of {', '.join(PROBLEMS)}")

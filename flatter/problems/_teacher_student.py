@@ -46,8 +46,7 @@ def teacher_student(
     check_choice("activation", activation, tuple(_ACTIVATIONS))
     if n >= m * (d_in + 1):
         raise ValueError(
-            f"n must be below the student's parameter count m*(d_in+1) = {m * (d_in + 1)} "
-            f"(overparametrized), got n={n}"
+            f"n must be below the student's parameter count m*(d_in+1) = {m * (d_in + 1)} (overparametrized), got n={n}"
         )
     act = _ACTIVATIONS[activation]
     if key is None:

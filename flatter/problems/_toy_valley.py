@@ -22,8 +22,8 @@ def toy_valley(*, h0: float = 1.0, curvature_slope: float = 1.0, y0: float = 1.0
 
     so the flattest point is :math:`y = 0`. With ``curvature_slope`` :math:`a = 0` the transverse
     direction is an exact quadratic of curvature :math:`h_0` (for the stationary-variance law).
-    Observables: ``y``, ``x`` and ``h`` besides the defaults; ``init_params`` returns
-    :math:`(0, y_0)`, a point of :math:`\Gamma`.
+    Observables: ``x``, ``y``, ``abs_y`` (distance to the flat point) and ``h`` besides the defaults;
+    ``init_params`` returns :math:`(0, y_0)`, a point of :math:`\Gamma`.
 
     Examples:
       >>> import jax.numpy as jnp, flatter
@@ -60,6 +60,7 @@ def toy_valley(*, h0: float = 1.0, curvature_slope: float = 1.0, y0: float = 1.0
         observables={
             "x": lambda problem, theta: theta[0],
             "y": lambda problem, theta: theta[1],
+            "abs_y": lambda problem, theta: jnp.abs(theta[1]),
             "h": lambda problem, theta: h(theta[1]),
         },
         trace_hessian=trace_hessian,

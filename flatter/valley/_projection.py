@@ -85,9 +85,7 @@ def project(
                 f"project: the point is not near the valley (loss {start:.3e} > max_loss={max_loss:g}); "
                 "run flatter.interpolate first or raise max_loss"
             )
-    theta, steps = _project_loop(
-        fp.residual, fp.num_examples, theta0, tol, max_steps, method == "matrix_free"
-    )
+    theta, steps = _project_loop(fp.residual, fp.num_examples, theta0, tol, max_steps, method == "matrix_free")
     final = float(jnp.linalg.norm(fp.residual(theta)))
     if not final <= tol:
         raise ValleyError(

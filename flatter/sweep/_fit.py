@@ -1,0 +1,121 @@
+"""Power-law fits with honest error bars: T = A eta^-alpha, the optimal gamma, C* against sigma."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+
+class PowerLawFit(NamedTuple):
+    r"""Fit of :math:`\log T = \log A - \alpha\log\eta` to the per-:math:`\eta` medians over seeds.
+
+    ``alpha_se``: the standard error from the linearized (OLS) covariance; ``ci``: a 95% bootstrap
+    interval over seeds (seeds resampled with replacement within each :math:`\eta`). ``used`` marks
+    the :math:`\eta` whose median is not censored (more than half the seeds converged); the others
+    are left out and counted in ``dropped``. ``alpha`` is NaN when fewer than 3 points remain.
+    """
+
+    alpha: float
+    alpha_se: float
+    prefactor: float
+    ci: tuple[float, float]
+    used: np.ndarray
+    dropped: int
+    medians: np.ndarray
+
+
+def _median_or_nan(times: np.ndarray, censored: np.ndarray) -> np.ndarray:
+    # A censored time is a lower bound: the median is known only if fewer than half are censored.
+    med = np.median(np.where(censored, np.inf, times), axis=-1)
+    return np.where(np.isfinite(med), med, np.nan)
+
+
+def _ols(x, y):
+    A = np.stack([np.ones_like(x), x], axis=1)
+    coef, *_ = np.linalg.lstsq(A, y, rcond=None)
+    resid = y - A @ coef
+    dof = max(len(x) - 2, 1)
+    cov = (resid @ resid / dof) * np.linalg.inv(A.T @ A)
+    return coef, np.sqrt(np.diag(cov))
+
+
+def power_law(etas, times, censored=None, *, n_boot: int = 1000, seed: int = 0) -> PowerLawFit:
+    """Fit ``times[i, s]`` (eta index i, seed s) to :math:`A\\eta^{-\\alpha}`.
+
+    Examples:
+      >>> import numpy as np, flatter
+      >>> etas = np.array([1e-3, 1e-2, 1e-1])
+      >>> times = 5.0 * etas[:, None] ** -0.5 * np.exp(0.01 * np.random.default_rng(0).normal(size=(3, 8)))
+      >>> print(round(flatter.sweep.power_law(etas, times).alpha, 2))
+      0.5
+    """
+    etas = np.asarray(etas, float)
+    times = np.asarray(times, float)
+    censored = np.zeros_like(times, bool) if censored is None else np.asarray(censored, bool)
+    medians = _median_or_nan(times, censored)
+    used = np.isfinite(medians) & (medians > 0)
+    nan = float("nan")
+    if used.sum() < 3:
+        return PowerLawFit(nan, nan, nan, (nan, nan), used, int((~used).sum()), medians)
+    x, y = np.log(etas[used]), np.log(medians[used])
+    coef, se = _ols(x, y)
+    rng = np.random.default_rng(seed)
+    boots = []
+    t_used, c_used = times[used], censored[used]
+    for _ in range(n_boot):
+        pick = rng.integers(0, times.shape[1], size=t_used.shape)
+        med = _median_or_nan(np.take_along_axis(t_used, pick, 1), np.take_along_axis(c_used, pick, 1))
+        if np.all(np.isfinite(med)) and np.all(med > 0):
+            boots.append(-np.polyfit(x, np.log(med), 1)[0])
+    ci = tuple(np.percentile(boots, [2.5, 97.5]).tolist()) if boots else (nan, nan)
+    return PowerLawFit(float(-coef[1]), float(se[1]), float(np.exp(coef[0])), ci, used, int((~used).sum()), medians)
+
+
+def vertex(xs, ys) -> float:
+    """Minimum of the parabola through the lowest point and its two neighbours (argmin at an edge)."""
+    xs, ys = np.asarray(xs, float), np.asarray(ys, float)
+    i = int(np.nanargmin(ys))
+    if i == 0 or i == len(xs) - 1 or not np.all(np.isfinite(ys[i - 1 : i + 2])):
+        return float(xs[i])
+    a, b, _ = np.polyfit(xs[i - 1 : i + 2], ys[i - 1 : i + 2], 2)
+    return float(np.clip(-b / (2 * a), xs[i - 1], xs[i + 1])) if a > 0 else float(xs[i])
+
+
+class OptimalGamma(NamedTuple):
+    """gamma* minimizing alpha(gamma) (parabolic vertex), its bootstrap 95% interval, and per eta."""
+
+    gamma: float
+    ci: tuple[float, float]
+    per_eta: np.ndarray
+
+
+def optimal_gamma(gammas, etas, times, censored=None, *, n_boot: int = 500, seed: int = 0) -> OptimalGamma:
+    """gamma* from ``times[g, i, s]``: the vertex of alpha(gamma), with a bootstrap interval over seeds."""
+    gammas, etas = np.asarray(gammas, float), np.asarray(etas, float)
+    times = np.asarray(times, float)
+    censored = np.zeros_like(times, bool) if censored is None else np.asarray(censored, bool)
+    alphas = [power_law(etas, times[g], censored[g], n_boot=0).alpha for g in range(len(gammas))]
+    med = _median_or_nan(times, censored)  # (g, eta)
+    per_eta = np.array(
+        [gammas[int(np.nanargmin(med[:, i]))] if np.any(np.isfinite(med[:, i])) else np.nan for i in range(len(etas))]
+    )
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(n_boot):
+        pick = rng.integers(0, times.shape[-1], size=times.shape)
+        t, c = np.take_along_axis(times, pick, -1), np.take_along_axis(censored, pick, -1)
+        a = [power_law(etas, t[g], c[g], n_boot=0).alpha for g in range(len(gammas))]
+        if np.all(np.isfinite(a)):
+            boots.append(vertex(gammas, a))
+    ci = tuple(np.percentile(boots, [2.5, 97.5]).tolist()) if boots else (float("nan"),) * 2
+    return OptimalGamma(vertex(gammas, alphas) if np.all(np.isfinite(alphas)) else float("nan"), ci, per_eta)
+
+
+def optimal_C(Cs, times, censored=None) -> float:
+    """C* minimizing the median time (parabolic vertex in log C)."""
+    Cs = np.asarray(Cs, float)
+    times = np.asarray(times, float)
+    censored = np.zeros_like(times, bool) if censored is None else np.asarray(censored, bool)
+    med = _median_or_nan(times, censored)
+    return float(np.exp(vertex(np.log(Cs), np.log(med))))
