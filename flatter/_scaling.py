@@ -1,0 +1,293 @@
+"""The 2/3 scaling experiment: sweeps over (gamma, eta) per preset, fits of alpha(gamma), gamma*, figure."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ._io import environment, save_json
+from .sweep import SweepResults, SweepSpec, optimal_gamma, power_law, run_sweep
+from .timescales import alpha as alpha_theory
+
+GAMMAS_LOW = (0.0, 0.25)
+GAMMAS_HIGH = (0.5, 0.6, 2 / 3, 0.75, 0.85)
+
+
+def presets(problem: str, preset: str) -> list[SweepSpec]:
+    """The sweeps of a preset. ``quick`` is sized for 2 CPU cores in minutes; ``paper`` is the full grid.
+
+    Every preset has the baselines of THEORY §5 (label-noise SGD at the same eta and at eta_eff);
+    ``paper`` adds Nesterov momentum and, where the problem allows minibatches, SGD noise without
+    label noise. gamma <= 0.25 needs larger learning rates (T ~ eta^-2 + 2 gamma), so it is a separate
+    sweep with its own eta grid, as in THEORY §6.7.
+    """
+    quick = preset == "quick"
+    if preset not in ("quick", "paper"):
+        raise ValueError(f"preset must be one of 'quick', 'paper', got {preset!r}")
+    if problem == "toy-valley":
+        common = dict(
+            problem="toy-valley",
+            observable="abs_y",
+            threshold=0.1,
+            phase1=False,
+            label_noise_mode="one",
+            seeds=32 if quick else 128,
+        )
+        variants = ("sgdm", "sgd-eta-eff") if quick else ("sgdm", "nesterov", "sgd-eta-eff")
+        return [
+            SweepSpec(gammas=GAMMAS_LOW, etas=(0.1, 0.05, 0.025, 0.0125), variants=variants, **common),
+            SweepSpec(
+                gammas=GAMMAS_HIGH,
+                etas=(0.01, 0.004, 0.0016, 0.00064),
+                variants=variants + ("sgd-same-eta",),
+                max_steps=2**16 if quick else 2**20,
+                **common,
+            ),
+        ]
+    if problem == "matrix-sensing":
+        common = dict(
+            problem="matrix-sensing",
+            problem_kwargs={"d": 20, "r": 2, "n": 100},
+            observable="recovery_error",
+            threshold=0.2,
+            sigmas=(0.05,),
+            label_noise_mode="one",
+            seeds=8 if quick else 32,
+            horizon_factor=2.0 if quick else 3.0,
+        )
+        variants = (
+            ("sgdm", "sgd-eta-eff", "sgd-same-eta") if quick else ("sgdm", "nesterov", "sgd-eta-eff", "sgd-same-eta")
+        )
+        specs = [
+            SweepSpec(
+                gammas=GAMMAS_HIGH,
+                etas=(0.016, 0.008, 0.004, 0.002, 0.001),
+                variants=variants,
+                max_steps=2**15 if quick else 2**20,
+                **common,
+            )
+        ]
+        if not quick:
+            specs.append(SweepSpec(gammas=GAMMAS_LOW, etas=(0.016, 0.008, 0.004, 0.002), variants=("sgdm",), **common))
+        return specs
+    if problem == "teacher-student":
+        common = dict(
+            problem="teacher-student",
+            problem_kwargs={"d_in": 8, "k": 2, "m": 20, "n": 60},
+            observable="trace_hessian",
+            threshold=0.0,
+            sigmas=(0.05,),
+            label_noise_mode="one",
+            seeds=8 if quick else 32,
+            horizon_factor=2.0 if quick else 3.0,
+        )
+        return [
+            SweepSpec(
+                gammas=GAMMAS_HIGH,
+                etas=(0.016, 0.008, 0.004, 0.002, 0.001),
+                variants=("sgdm", "sgd-eta-eff"),
+                max_steps=2**15 if quick else 2**20,
+                **common,
+            )
+        ]
+    raise ValueError(f"unknown problem name {problem!r}; choose one of toy-valley, matrix-sensing, teacher-student")
+
+
+def _fits(results: SweepResults, variant: str, criterion: str):
+    spec = results.spec
+    rows = {}
+    for g in spec.gammas:
+        d = results.sel(variant=variant, gamma=g, C=spec.Cs[0], sigma=spec.sigmas[0], batch_size=spec.batch_sizes[0])
+        rows[g] = power_law(spec.etas, d[f"T_{criterion}"], d[f"censored_{criterion}"])
+    return rows
+
+
+def summarize(all_results: list[SweepResults]) -> dict:
+    """alpha per (variant, gamma, criterion) with errors, gamma* with its interval, censoring counts."""
+    summary: dict = {"alpha": {}, "gamma_star": None, "censored": {}}
+    high = None
+    for res in all_results:
+        for variant in res.spec.variants:
+            for criterion in ("settle", "first"):
+                for g, fit in _fits(res, variant, criterion).items():
+                    summary["alpha"][f"{variant}|{g:.4f}|{criterion}"] = {
+                        "variant": variant,
+                        "gamma": g,
+                        "criterion": criterion,
+                        "alpha": fit.alpha,
+                        "se": fit.alpha_se,
+                        "ci": list(fit.ci),
+                        "prefactor": fit.prefactor,
+                        "dropped_etas": fit.dropped,
+                        "medians": fit.medians.tolist(),
+                        "etas": list(res.spec.etas),
+                    }
+            cens = res.sel(variant=variant)["censored_settle"]
+            summary["censored"][variant] = summary["censored"].get(variant, 0) + int(cens.sum())
+        if set(GAMMAS_HIGH) <= set(res.spec.gammas):
+            high = res
+    if high is not None:
+        spec = high.spec
+        times = np.stack(
+            [
+                high.sel(variant="sgdm", gamma=g, C=spec.Cs[0], sigma=spec.sigmas[0], batch_size=spec.batch_sizes[0])[
+                    "T_settle"
+                ]
+                for g in spec.gammas
+            ]
+        )
+        cens = np.stack(
+            [
+                high.sel(variant="sgdm", gamma=g, C=spec.Cs[0], sigma=spec.sigmas[0], batch_size=spec.batch_sizes[0])[
+                    "censored_settle"
+                ]
+                for g in spec.gammas
+            ]
+        )
+        opt = optimal_gamma(spec.gammas, spec.etas, times, cens)
+        summary["gamma_star"] = {
+            "gamma": opt.gamma,
+            "ci": list(opt.ci),
+            "per_eta": opt.per_eta.tolist(),
+            "etas": list(spec.etas),
+        }
+    return summary
+
+
+def print_summary(summary: dict, problem: str) -> None:
+    print(f"\nalpha in T ~ eta^-alpha, {problem} (settling / first passage; +- linearized s.e., [95% bootstrap CI])")
+    print(f"{'variant':<14} {'gamma':>6} {'predicted':>9}  {'alpha_settle':>26}  {'alpha_first':>14}")
+    by_key = summary["alpha"]
+    for key, row in by_key.items():
+        if row["criterion"] != "settle":
+            continue
+        first = by_key[key.replace("|settle", "|first")]
+        pred = float(alpha_theory(row["gamma"])) if row["variant"] in ("sgdm", "nesterov") else float("nan")
+        if row["variant"] == "sgd-same-eta":
+            pred = 2.0
+        ci = row["ci"]
+        settle = f"{row['alpha']:.2f} +- {row['se']:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]"
+        dropped = f"  ({row['dropped_etas']} eta censored)" if row["dropped_etas"] else ""
+        print(
+            f"{row['variant']:<14} {row['gamma']:6.3f} {pred:9.2f}  {settle:>26}  "
+            f"{first['alpha']:6.2f} +- {first['se']:.2f}{dropped}"
+        )
+    gs = summary["gamma_star"]
+    if gs is not None:
+        print(
+            f"\ngamma* (vertex of alpha_settle(gamma), SGDM) = {gs['gamma']:.3f}  95% CI [{gs['ci'][0]:.3f}, "
+            f"{gs['ci'][1]:.3f}];  argmin_gamma T_settle per eta {dict(zip(gs['etas'], gs['per_eta'], strict=True))}"
+        )
+    print(f"censored runs (settling not reached within the horizon): {summary['censored']}")
+
+
+def plot(all_results: list[SweepResults], summary: dict, path: Path, problem: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    colors = plt.cm.viridis(np.linspace(0, 0.9, len(GAMMAS_LOW) + len(GAMMAS_HIGH)))
+    color_of = dict(zip(GAMMAS_LOW + GAMMAS_HIGH, colors, strict=True))
+    for res in all_results:
+        spec = res.spec
+        etas = np.array(spec.etas)
+        for variant, marker, ls in (("sgdm", "o", "-"), ("sgd-same-eta", "x", ":")):
+            if variant not in spec.variants:
+                continue
+            for g in spec.gammas if variant == "sgdm" else spec.gammas[:1]:
+                d = res.sel(
+                    variant=variant, gamma=g, C=spec.Cs[0], sigma=spec.sigmas[0], batch_size=spec.batch_sizes[0]
+                )
+                t, c = d["T_settle"], d["censored_settle"]
+                med = np.median(np.where(c, np.inf, t), axis=-1)
+                lo, hi = np.percentile(t, 25, axis=-1), np.percentile(t, 75, axis=-1)
+                label = rf"$\gamma$={g:.2f}" if variant == "sgdm" else "SGD, same $\\eta$ (censored: lower bound)"
+                color = color_of.get(g, "k") if variant == "sgdm" else "gray"
+                shown = np.where(np.isfinite(med), med, np.max(t, axis=-1))
+                axes[0].errorbar(
+                    etas,
+                    shown,
+                    yerr=[shown - np.minimum(lo, shown), np.maximum(hi, shown) - shown],
+                    fmt=marker,
+                    color=color,
+                    label=label,
+                    ms=4,
+                    capsize=2,
+                )
+                fit = summary["alpha"].get(f"{variant}|{g:.4f}|settle")
+                if fit and np.isfinite(fit["alpha"]):
+                    axes[0].plot(etas, fit["prefactor"] * etas ** -fit["alpha"], ls=ls, color=color, lw=1)
+    axes[0].set(
+        xscale="log",
+        yscale="log",
+        xlabel=r"$\eta$",
+        ylabel=r"$T_\mathrm{settle}$ (steps; median, IQR)",
+        title=rf"{problem}: steps to settle, $1-\beta = C\eta^\gamma$",
+    )
+    axes[0].legend(fontsize=7, ncol=2)
+    grid = np.linspace(0, 0.9, 91)
+    axes[1].plot(grid, alpha_theory(grid), "k-", lw=1, label="theory (settling)")
+    axes[1].plot(grid, alpha_theory(grid, "first"), "k:", lw=1, label="theory (first passage)")
+    for variant, marker, color in (("sgdm", "o", "C0"), ("nesterov", "^", "C2"), ("sgd-eta-eff", "s", "C3")):
+        for criterion, filled in (("settle", True), ("first", False)):
+            rows = [r for r in summary["alpha"].values() if r["variant"] == variant and r["criterion"] == criterion]
+            if not rows:
+                continue
+            g = np.array([r["gamma"] for r in rows])
+            a = np.array([r["alpha"] for r in rows])
+            err = np.array([[r["alpha"] - r["ci"][0], r["ci"][1] - r["alpha"]] for r in rows]).T
+            axes[1].errorbar(
+                g + (0.005 if not filled else 0),
+                a,
+                yerr=np.abs(err),
+                fmt=marker,
+                color=color,
+                mfc=color if filled else "none",
+                capsize=2,
+                label=f"{variant}, {'settling' if filled else 'first passage'}",
+            )
+    gs = summary["gamma_star"]
+    if gs is not None:
+        axes[1].axvspan(gs["ci"][0], gs["ci"][1], color="C1", alpha=0.15, label=r"$\gamma^*$ 95% CI")
+        axes[1].axvline(gs["gamma"], color="C1", lw=1)
+    axes[1].set(
+        xlabel=r"$\gamma$",
+        ylabel=r"$\alpha$ in $T\propto\eta^{-\alpha}$ (95% bootstrap CI)",
+        title=r"exponent $\alpha(\gamma)$",
+        ylim=(0, 2.3),
+    )
+    axes[1].legend(fontsize=7)
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def run_scaling(
+    problem: str, preset: str = "quick", out: str | Path = "flatter-out/scaling", progress: bool = True
+) -> dict:
+    """Run (or resume) the preset's sweeps, print the alpha table and gamma*, write the figure and data."""
+    out = Path(out) / problem / preset
+    start = time.perf_counter()
+    results = []
+    for i, spec in enumerate(presets(problem, preset)):
+        res = run_sweep(spec, out / f"sweep-{i}", progress=progress)
+        results.append(res)
+    summary = summarize(results)
+    summary.update(
+        problem=problem,
+        preset=preset,
+        wall_seconds=time.perf_counter() - start,
+        environment=environment(),
+        sweeps=[str(out / f"sweep-{i}") for i in range(len(results))],
+    )
+    print_summary(summary, problem)
+    save_json(out / "summary.json", summary)
+    plot(results, summary, out / "scaling.png", problem)
+    print(
+        f"\nwrote {out / 'scaling.png'} and {out / 'summary.json'} ({summary['wall_seconds']:.0f} s; the sweeps'"
+        f" per-run data: flatter.sweep.load('{out / 'sweep-0'}'))"
+    )
+    return summary
