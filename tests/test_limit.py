@@ -11,9 +11,7 @@ from flatter import limit, valley
 
 def test_time_map():
     assert float(limit.steps_to_time(400, 0.01, 0.5)) == pytest.approx(400 * 0.02**2)
-    assert float(limit.time_to_steps(limit.steps_to_time(123, 0.003, 0.97), 0.003, 0.97)) == pytest.approx(
-        123
-    )
+    assert float(limit.time_to_steps(limit.steps_to_time(123, 0.003, 0.97), 0.003, 0.97)) == pytest.approx(123)
 
 
 @pytest.mark.parametrize("method", ["scan", "diffrax"])
@@ -79,9 +77,7 @@ def test_scan_and_diffrax_agree_as_dt_shrinks_and_stay_on_valley():
     errs, dts = [], [0.2 / 64, 0.2 / 128, 0.2 / 256, 0.2 / 512]
     for dt in dts:
         n = int(round(0.2 / dt))
-        sol = limit.integrate(
-            problem, flow, params, t1=0.2, dt=dt, save_every=n, observables=["trace_hessian"]
-        )
+        sol = limit.integrate(problem, flow, params, t1=0.2, dt=dt, save_every=n, observables=["trace_hessian"])
         errs.append(float(jnp.linalg.norm(sol.params - ref.params)))
         assert float(sol.residual_norm[1:].max()) < 1e-10  # back on the valley after every step
     order = np.polyfit(np.log(dts), np.log(errs), 1)[0]

@@ -41,9 +41,7 @@ KEY = jax.random.key(0)
             r"same number of examples",
         ),
         (
-            lambda: flatter.Problem(
-                lambda w, x: x @ w, jnp.ones((3, 2)), jnp.ones(3), test_inputs=jnp.ones((2, 2))
-            ),
+            lambda: flatter.Problem(lambda w, x: x @ w, jnp.ones((3, 2)), jnp.ones(3), test_inputs=jnp.ones((2, 2))),
             r"test_inputs and test_targets must be given together",
         ),
     ],

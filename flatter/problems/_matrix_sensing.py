@@ -37,7 +37,9 @@ def matrix_sensing(
 
     Observables (besides loss, test_loss, trace_hessian): ``recovery_error``
     :math:`\|UU^\top - X^*\|_F/\|X^*\|_F` and ``effective_rank``, the participation ratio
-    :math:`(\sum_j\lambda_j)^2/\sum_j\lambda_j^2` of the eigenvalues of :math:`UU^\top`.
+    :math:`(\sum_j\lambda_j)^2/\sum_j\lambda_j^2` of the eigenvalues of :math:`UU^\top`, and
+    ``excess_singular_mass`` :math:`\sum_{k>r}s_k(U)/\sum_k s_k(U^*)`, the singular values that a rank-
+    :math:`r` solution does not have (linear in them, like :math:`|y|` on the toy valley).
     ``init_params(key)`` draws :math:`U` with entries :math:`N(0, s^2/d)`, ``s = init_scale``.
 
     Examples:
@@ -86,6 +88,12 @@ def matrix_sensing(
         lam = jnp.linalg.svd(u, compute_uv=False) ** 2
         return jnp.sum(lam) ** 2 / jnp.maximum(jnp.sum(lam**2), jnp.finfo(lam.dtype).tiny)
 
+    def excess_singular_mass(problem: Problem, u) -> Scalar:
+        # Linear in the singular values that must vanish (like |y| on the toy valley), so an overshoot
+        # through zero is as visible to a settling criterion as it is on the toy.
+        s = jnp.linalg.svd(u, compute_uv=False)
+        return jnp.sum(s[r:]) / jnp.sum(jnp.linalg.svd(problem.extras["U_star"], compute_uv=False))
+
     def init_params(k):
         return init_scale * jax.random.normal(k, (d, d)) / jnp.sqrt(d)
 
@@ -95,7 +103,11 @@ def matrix_sensing(
         y_train,
         test_inputs=a_test,
         test_targets=y_test,
-        observables={"recovery_error": recovery_error, "effective_rank": effective_rank},
+        observables={
+            "recovery_error": recovery_error,
+            "effective_rank": effective_rank,
+            "excess_singular_mass": excess_singular_mass,
+        },
         extras={"X_star": x_star, "U_star": u_star, "M": m_matrix},
         trace_hessian=trace_hessian,
         init_params=init_params,

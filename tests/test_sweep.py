@@ -1,0 +1,131 @@
+"""Sweeps: resumption after interruption, sharded == unsharded, deduplication, horizons, one-line load."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import flatter
+from flatter.sweep import SweepSpec, load, run_sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def toy_spec(**kw):
+    base = dict(
+        problem="toy-valley",
+        gammas=(0.5, 2 / 3),
+        etas=(0.01, 0.004),
+        seeds=4,
+        observable="abs_y",
+        threshold=0.1,
+        phase1=False,
+        variants=("sgdm", "sgd-same-eta"),
+        max_steps=2**14,
+    )
+    base.update(kw)
+    return SweepSpec(**base)
+
+
+def test_interrupted_sweep_resumes_without_losing_runs(tmp_path):
+    spec = toy_spec()
+    assert run_sweep(spec, tmp_path / "a", chunk_size=4, max_chunks=2, progress=False) is None
+    chunk_files = sorted((tmp_path / "a" / "chunks").glob("*.npz"))
+    assert len(chunk_files) == 2
+    stamps = {p.name: p.stat().st_mtime_ns for p in chunk_files}
+    resumed = run_sweep(spec, tmp_path / "a", chunk_size=4, progress=False)
+    # The finished chunks were not recomputed (untouched files) and the rest was filled in.
+    for p in chunk_files:
+        assert p.stat().st_mtime_ns == stamps[p.name]
+    fresh = run_sweep(spec, tmp_path / "b", chunk_size=4, progress=False)
+    for k in fresh.data:
+        np.testing.assert_array_equal(resumed.data[k], fresh.data[k])
+    loaded = load(tmp_path / "a")
+    np.testing.assert_array_equal(loaded.data["T_settle"], fresh.data["T_settle"])
+    assert loaded.spec == spec and loaded.meta["environment"]["packages"]["jax"]
+
+
+def test_changed_spec_does_not_resume(tmp_path):
+    run_sweep(toy_spec(), tmp_path, max_chunks=1, progress=False)
+    with pytest.raises(ValueError, match="different sweep"):
+        run_sweep(toy_spec(seeds=5), tmp_path, progress=False)
+
+
+def test_results_match_a_direct_simulation(tmp_path):
+    """Run i of the sweep equals a hand-built simulate() call with key fold_in(key(seed+1), i)."""
+    import jax
+    import optax
+
+    spec = toy_spec(variants=("sgdm",), seeds=2, etas=(0.01,), gammas=(2 / 3,))
+    res = run_sweep(spec, tmp_path, progress=False)
+    problem = flatter.problems.toy_valley()
+    beta = float(flatter.momentum_rule(0.01, C=1.0, gamma=2 / 3))
+    horizon = int(res.data["horizon"].reshape(-1)[1])
+    key = jax.random.fold_in(jax.random.key(spec.seed + 1), 1)
+    k_noise, k_sim = jax.random.split(key)
+    tx = optax.chain(flatter.label_noise(1.0, key=k_noise, mode="one"), flatter.heavy_ball(0.01, beta))
+    traj = flatter.simulate(
+        problem,
+        tx,
+        problem.init_params(None),
+        steps=horizon,
+        key=k_sim,
+        record_every=horizon // spec.records,
+        observables=["abs_y"],
+    )
+    settle = flatter.settling_time(traj.steps, traj.observables["abs_y"], 0.1)
+    assert float(res.data["T_settle"].reshape(-1)[1]) == float(settle.time)
+
+
+def test_baselines_are_deduplicated_and_censored_honestly(tmp_path):
+    res = run_sweep(toy_spec(max_steps=2**10, min_steps=256), tmp_path, progress=False)
+    same = res.sel(variant="sgd-same-eta")
+    # beta = 0 for every gamma: identical runs, computed once.
+    np.testing.assert_array_equal(same["T_settle"][0], same["T_settle"][1])
+    # SGD at eta = 0.004 needs ~2 ln 10 / eta^2 = 288k steps > 1024: censored, at the horizon.
+    assert np.all(same["censored_settle"][:, :, 1])
+    assert np.all(same["T_settle"][:, :, 1] == same["horizon"][:, :, 1])
+
+
+def test_horizons_follow_the_prediction():
+    spec = toy_spec()
+    points = spec.points()
+    ref = {"flow_time": 2 * np.log(10) / 4, "distance": 1.0, "grad_norm": 2.0}  # flow at sigma^2/4B = 1
+    h = flatter.sweep.horizons(spec, points, ref, 1)
+    assert np.all(h >= spec.min_steps) and np.all(h % spec.records == 0)
+    sgdm = points["variant"] == "sgdm"
+    # At each gamma a smaller eta gets a longer horizon; SGD at the same eta far more than SGDM.
+    for g in spec.gammas:
+        at = sgdm & (points["gamma"] == g)
+        assert h[at & (points["eta"] == 0.004)].min() > h[at & (points["eta"] == 0.01)].max()
+    same = points["variant"] == "sgd-same-eta"
+    # (its predicted 3 x 2 ln 10 / eta^2 = 864k steps is capped at max_steps)
+    assert np.all(h[same & (points["eta"] == 0.004)] == spec.max_steps)
+
+
+SHARDED = """
+import os, sys, numpy as np
+import jax
+import flatter
+from flatter.sweep import SweepSpec, run_sweep
+assert jax.device_count() == 8, jax.device_count()
+spec = SweepSpec(problem="toy-valley", gammas=(0.5, 2 / 3), etas=(0.01, 0.004), seeds=6, observable="abs_y",
+                 threshold=0.1, phase1=False, max_steps=2**13)
+a = run_sweep(spec, sys.argv[1] + "/sharded", chunk_size=16, progress=False, shard=True)
+b = run_sweep(spec, sys.argv[1] + "/single", chunk_size=16, progress=False, shard=False)
+for k in a.data:
+    np.testing.assert_array_equal(a.data[k], b.data[k])
+print("sharded == unsharded", a.data["T_settle"].size)
+"""
+
+
+def test_sharded_over_8_cpu_devices_equals_unsharded(tmp_path):
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+    result = subprocess.run(
+        [sys.executable, "-c", SHARDED, str(tmp_path)], env=env, capture_output=True, text=True, timeout=600, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    assert "sharded == unsharded 24" in result.stdout
