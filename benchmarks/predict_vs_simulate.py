@@ -31,9 +31,7 @@ CASES = [  # gamma, eta, C, sigma
 
 def main(seeds=64):
     base = flatter.problems.toy_valley()
-    toy = flatter.Problem(
-        base.predict, base.inputs, base.targets, observables={"abs_y": lambda p, th: jnp.abs(th[1])}
-    )
+    toy = flatter.Problem(base.predict, base.inputs, base.targets, observables={"abs_y": lambda p, th: jnp.abs(th[1])})
     start = jnp.array([0.0, 1.0])
     print(
         f"{'gamma':>6} {'eta':>8} {'C':>4} {'sigma':>5} | {'predicted':>9} {'simulated':>9} {'error':>6} | "
@@ -42,9 +40,7 @@ def main(seeds=64):
     for gamma, eta, C, sigma in CASES:
         beta = float(flatter.momentum_rule(eta, C=C, gamma=gamma)) if gamma > 0 else 0.0
         t0 = time.perf_counter()
-        pred = timescales.predict_steps(
-            toy, start, eta=eta, beta=beta, sigma=sigma, observable="abs_y", threshold=0.1
-        )
+        pred = timescales.predict_steps(toy, start, eta=eta, beta=beta, sigma=sigma, observable="abs_y", threshold=0.1)
         t_pred = time.perf_counter() - t0
         horizon = int(3 * pred.settle) + 100
         horizon -= horizon % 10
@@ -52,9 +48,7 @@ def main(seeds=64):
         def run(key, beta=beta, sigma=sigma, eta=eta, horizon=horizon):
             k1, k2 = jax.random.split(key)
             tx = optax.chain(flatter.label_noise(sigma, key=k1), flatter.heavy_ball(eta, beta))
-            traj = flatter.simulate(
-                toy, tx, start, steps=horizon, key=k2, record_every=10, observables=["abs_y"]
-            )
+            traj = flatter.simulate(toy, tx, start, steps=horizon, key=k2, record_every=10, observables=["abs_y"])
             return flatter.settling_time(traj.steps, traj.observables["abs_y"], 0.1)
 
         t0 = time.perf_counter()

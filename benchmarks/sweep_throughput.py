@@ -47,9 +47,7 @@ def sweep_rate(problem, params0, runs, steps, sigma=0.5):
     def run(eta, beta, key):
         k_noise, k_sim = jax.random.split(key)
         tx = optax.chain(flatter.label_noise(sigma, key=k_noise), flatter.heavy_ball(eta, beta))
-        traj = flatter.simulate(
-            problem, tx, params0, steps=steps, key=k_sim, record_every=steps, observables=["loss"]
-        )
+        traj = flatter.simulate(problem, tx, params0, steps=steps, key=k_sim, record_every=steps, observables=["loss"])
         return traj.observables["loss"]
 
     sweep = jax.jit(jax.vmap(run))
@@ -114,9 +112,7 @@ def sensing_flops_per_step(d, n):
 
 
 def main():
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=256)
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--toy-steps", type=int, default=20000)

@@ -52,7 +52,9 @@ def presets(problem: str, preset: str) -> list[SweepSpec]:
             problem_kwargs={"d": 20, "r": 2, "n": 100},
             observable="recovery_error",
             threshold=0.2,
-            sigmas=(0.05,),
+            # sigma^2/(4 C^3) ~ 0.006: the along-valley oscillation at gamma = 2/3 is underdamped, as on the toy
+            sigmas=(0.032,),
+            Cs=(0.35,),
             label_noise_mode="one",
             seeds=8 if quick else 32,
             horizon_factor=2.0 if quick else 3.0,
@@ -63,22 +65,26 @@ def presets(problem: str, preset: str) -> list[SweepSpec]:
         specs = [
             SweepSpec(
                 gammas=GAMMAS_HIGH,
-                etas=(0.016, 0.008, 0.004, 0.002, 0.001),
+                etas=(0.008, 0.004, 0.002, 0.001, 0.0005),
                 variants=variants,
                 max_steps=2**15 if quick else 2**20,
                 **common,
             )
         ]
         if not quick:
-            specs.append(SweepSpec(gammas=GAMMAS_LOW, etas=(0.016, 0.008, 0.004, 0.002), variants=("sgdm",), **common))
+            specs.append(SweepSpec(gammas=GAMMAS_LOW, etas=(0.008, 0.004, 0.002, 0.001), variants=("sgdm",), **common))
         return specs
     if problem == "teacher-student":
+        # Criterion: tr Hess L down to 60% of its value at the phase-1 interpolator (the flow keeps lowering it
+        # slowly, with no sharp end point; the test loss follows it).
         common = dict(
             problem="teacher-student",
             problem_kwargs={"d_in": 8, "k": 2, "m": 20, "n": 60},
             observable="trace_hessian",
-            threshold=0.0,
-            sigmas=(0.05,),
+            threshold=0.6,
+            relative_threshold=True,
+            sigmas=(0.1,),
+            Cs=(0.5,),
             label_noise_mode="one",
             seeds=8 if quick else 32,
             horizon_factor=2.0 if quick else 3.0,
@@ -86,9 +92,9 @@ def presets(problem: str, preset: str) -> list[SweepSpec]:
         return [
             SweepSpec(
                 gammas=GAMMAS_HIGH,
-                etas=(0.016, 0.008, 0.004, 0.002, 0.001),
+                etas=(0.008, 0.004, 0.002, 0.001, 0.0005),
                 variants=("sgdm", "sgd-eta-eff"),
-                max_steps=2**15 if quick else 2**20,
+                max_steps=2**16 if quick else 2**20,
                 **common,
             )
         ]
@@ -124,8 +130,10 @@ def summarize(all_results: list[SweepResults]) -> dict:
                         "medians": fit.medians.tolist(),
                         "etas": list(res.spec.etas),
                     }
-            cens = res.sel(variant=variant)["censored_settle"]
-            summary["censored"][variant] = summary["censored"].get(variant, 0) + int(cens.sum())
+            sel = res.sel(variant=variant)
+            summary["censored"][variant] = summary["censored"].get(variant, 0) + int(sel["censored_settle"].sum())
+            summary.setdefault("diverged", {})
+            summary["diverged"][variant] = summary["diverged"].get(variant, 0) + int(sel["diverged"].sum())
         if set(GAMMAS_HIGH) <= set(res.spec.gammas):
             high = res
     if high is not None:
@@ -150,8 +158,11 @@ def summarize(all_results: list[SweepResults]) -> dict:
         summary["gamma_star"] = {
             "gamma": opt.gamma,
             "ci": list(opt.ci),
+            "eta": float(min(spec.etas)),
             "per_eta": opt.per_eta.tolist(),
+            "per_eta_ci": opt.per_eta_ci.tolist(),
             "etas": list(spec.etas),
+            "alpha_vertex": opt.alpha_vertex,
         }
     return summary
 
@@ -177,10 +188,17 @@ def print_summary(summary: dict, problem: str) -> None:
     gs = summary["gamma_star"]
     if gs is not None:
         print(
-            f"\ngamma* (vertex of alpha_settle(gamma), SGDM) = {gs['gamma']:.3f}  95% CI [{gs['ci'][0]:.3f}, "
-            f"{gs['ci'][1]:.3f}];  argmin_gamma T_settle per eta {dict(zip(gs['etas'], gs['per_eta'], strict=True))}"
+            f"\ngamma* = argmin_gamma T_settle at the smallest eta = {gs['eta']:g} (parabolic vertex, SGDM): "
+            f"{gs['gamma']:.3f}  95% bootstrap CI [{gs['ci'][0]:.3f}, {gs['ci'][1]:.3f}]"
         )
+        per = ", ".join(
+            f"{e:g}: {g:.3f} [{lo:.2f}, {hi:.2f}]"
+            for e, g, (lo, hi) in zip(gs["etas"], gs["per_eta"], gs["per_eta_ci"], strict=True)
+        )
+        print(f"gamma*(eta): {per}")
+        print(f"vertex of alpha_settle(gamma): {gs['alpha_vertex']:.3f}")
     print(f"censored runs (settling not reached within the horizon): {summary['censored']}")
+    print(f"  of which diverged (non-finite parameters, masked): {summary.get('diverged', {})}")
 
 
 def plot(all_results: list[SweepResults], summary: dict, path: Path, problem: str) -> None:
@@ -252,7 +270,9 @@ def plot(all_results: list[SweepResults], summary: dict, path: Path, problem: st
             )
     gs = summary["gamma_star"]
     if gs is not None:
-        axes[1].axvspan(gs["ci"][0], gs["ci"][1], color="C1", alpha=0.15, label=r"$\gamma^*$ 95% CI")
+        axes[1].axvspan(
+            gs["ci"][0], gs["ci"][1], color="C1", alpha=0.15, label=rf"$\gamma^*$ at $\eta$={gs['eta']:g} (95% CI)"
+        )
         axes[1].axvline(gs["gamma"], color="C1", lw=1)
     axes[1].set(
         xlabel=r"$\gamma$",

@@ -83,33 +83,48 @@ def vertex(xs, ys) -> float:
 
 
 class OptimalGamma(NamedTuple):
-    """gamma* minimizing alpha(gamma) (parabolic vertex), its bootstrap 95% interval, and per eta."""
+    """The optimal gamma: per eta, the vertex of log(median T) over gamma, with 95% bootstrap intervals.
+
+    ``gamma``/``ci`` are those of the smallest eta (the most asymptotic, THEORY §1.7: gamma*(eta) -> 2/3 as
+    eta decreases); ``per_eta``/``per_eta_ci`` follow the etas in the order given; ``alpha_vertex`` is the
+    vertex of the fitted alpha(gamma) (NaN when a fit failed).
+    """
 
     gamma: float
     ci: tuple[float, float]
     per_eta: np.ndarray
+    per_eta_ci: np.ndarray
+    alpha_vertex: float
 
 
 def optimal_gamma(gammas, etas, times, censored=None, *, n_boot: int = 500, seed: int = 0) -> OptimalGamma:
-    """gamma* from ``times[g, i, s]``: the vertex of alpha(gamma), with a bootstrap interval over seeds."""
+    """gamma* from ``times[g, i, s]`` (gamma, eta, seed), with bootstrap intervals over seeds."""
     gammas, etas = np.asarray(gammas, float), np.asarray(etas, float)
     times = np.asarray(times, float)
     censored = np.zeros_like(times, bool) if censored is None else np.asarray(censored, bool)
-    alphas = [power_law(etas, times[g], censored[g], n_boot=0).alpha for g in range(len(gammas))]
-    med = _median_or_nan(times, censored)  # (g, eta)
-    per_eta = np.array(
-        [gammas[int(np.nanargmin(med[:, i]))] if np.any(np.isfinite(med[:, i])) else np.nan for i in range(len(etas))]
-    )
+
+    def vertices(t, c):
+        med = _median_or_nan(t, c)  # (gamma, eta); censored medians are unknown, hence excluded
+        return np.array(
+            [
+                vertex(gammas, np.where(np.isfinite(med[:, i]), np.log(med[:, i]), np.inf))
+                if np.any(np.isfinite(med[:, i]))
+                else np.nan
+                for i in range(len(etas))
+            ]
+        )
+
+    per_eta = vertices(times, censored)
     rng = np.random.default_rng(seed)
     boots = []
     for _ in range(n_boot):
         pick = rng.integers(0, times.shape[-1], size=times.shape)
-        t, c = np.take_along_axis(times, pick, -1), np.take_along_axis(censored, pick, -1)
-        a = [power_law(etas, t[g], c[g], n_boot=0).alpha for g in range(len(gammas))]
-        if np.all(np.isfinite(a)):
-            boots.append(vertex(gammas, a))
-    ci = tuple(np.percentile(boots, [2.5, 97.5]).tolist()) if boots else (float("nan"),) * 2
-    return OptimalGamma(vertex(gammas, alphas) if np.all(np.isfinite(alphas)) else float("nan"), ci, per_eta)
+        boots.append(vertices(np.take_along_axis(times, pick, -1), np.take_along_axis(censored, pick, -1)))
+    per_eta_ci = np.nanpercentile(np.array(boots), [2.5, 97.5], axis=0).T
+    alphas = [power_law(etas, times[g], censored[g], n_boot=0).alpha for g in range(len(gammas))]
+    alpha_vertex = vertex(gammas, alphas) if np.all(np.isfinite(alphas)) else float("nan")
+    k = int(np.argmin(etas))
+    return OptimalGamma(float(per_eta[k]), tuple(per_eta_ci[k].tolist()), per_eta, per_eta_ci, alpha_vertex)
 
 
 def optimal_C(Cs, times, censored=None) -> float:

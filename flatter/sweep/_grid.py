@@ -29,7 +29,8 @@ class SweepSpec:
 
     Axes (a run per combination and seed): ``variants``, ``gammas``, ``Cs``, ``etas``, ``sigmas``,
     ``batch_sizes``; ``seeds`` runs each; beta = 1 - C eta^gamma (``gamma = 0, C = 1``: plain SGD). The convergence
-    criterion is ``observable`` crossing ``threshold`` (``below``). Horizons are ``horizon_factor``
+    criterion is ``observable`` crossing ``threshold`` (``below``; with ``relative_threshold``, ``threshold``
+    times the observable's value at the start). Horizons are ``horizon_factor``
     times the predicted settling steps (at least ``min_steps``), rounded up to a power of two times
     ``records`` so that a handful of compiled step counts serve the whole grid.
     """
@@ -47,6 +48,7 @@ class SweepSpec:
     observable: str = "recovery_error"
     threshold: float = 0.2
     below: bool = True
+    relative_threshold: bool = False
     horizon_factor: float = 3.0
     min_steps: int = 256
     max_steps: int = 2**22

@@ -38,6 +38,13 @@ def prepare(spec: SweepSpec):
     return problem, params0
 
 
+def resolved_threshold(problem, params0, spec: SweepSpec) -> float:
+    """``spec.threshold``, times the observable's starting value when ``spec.relative_threshold``."""
+    if not spec.relative_threshold:
+        return spec.threshold
+    return spec.threshold * float(problem.observe(params0, [spec.observable])[spec.observable])
+
+
 def _flow_reference(problem, params0, spec: SweepSpec) -> dict[str, float]:
     """Flow time t*, travelled distance and |grad tr| at sigma^2/B = 1 (everything else rescales)."""
     flow = label_noise_flow(problem, sigma=2.0, batch_size=1)  # sigma^2/(4B) = 1
@@ -46,7 +53,8 @@ def _flow_reference(problem, params0, spec: SweepSpec) -> dict[str, float]:
         sol = integrate(
             problem, flow, params0, t1=horizon, dt=horizon / 400, save_every=4, observables=[spec.observable]
         )
-        settle = settling_time(sol.ts, sol.observables[spec.observable], spec.threshold, below=spec.below)
+        threshold = resolved_threshold(problem, params0, spec)
+        settle = settling_time(sol.ts, sol.observables[spec.observable], threshold, below=spec.below)
         if not bool(settle.censored):
             break
         horizon *= 4
@@ -95,6 +103,7 @@ def _run_fn(problem, params0, spec: SweepSpec, variant: str, batch_size: int, st
     noisy = variant != "sgdm-no-label-noise"
     batch = None if batch_size < 0 else int(batch_size)
     mode = spec.label_noise_mode if batch is None else "minibatch"
+    threshold = resolved_threshold(problem, params0, spec)
 
     def run(eta, beta, sigma, key_data):
         key = jax.random.wrap_key_data(key_data)
@@ -113,8 +122,8 @@ def _run_fn(problem, params0, spec: SweepSpec, variant: str, batch_size: int, st
             observables=[spec.observable],
         )
         values = traj.observables[spec.observable]
-        first = first_passage(traj.steps, values, spec.threshold, below=spec.below)
-        settle = settling_time(traj.steps, values, spec.threshold, below=spec.below)
+        first = first_passage(traj.steps, values, threshold, below=spec.below)
+        settle = settling_time(traj.steps, values, threshold, below=spec.below)
         return {
             "T_first": first.time,
             "T_settle": settle.time,

@@ -1,0 +1,125 @@
+"""C* against the label-noise strength sigma at gamma = 2/3: simulation sweep vs the reduced ODE."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+
+from ._io import environment, save_json
+from .problems import make_problem
+from .sweep import SweepSpec, optimal_C, run_sweep
+from .timescales import optimal_C as predicted_optimal_C
+
+
+def run_cstar(problem: str = "toy-valley", preset: str = "quick", out: str | Path = "flatter-out/cstar") -> dict:
+    """Sweep C at gamma = 2/3 for several sigma, locate C*(sigma), fit C* ~ sigma^p (predicted p = 2/3)."""
+    if problem != "toy-valley":
+        raise ValueError(f"the C* experiment is implemented for 'toy-valley', got {problem!r}")
+    quick = preset == "quick"
+    out = Path(out) / problem / preset
+    start = time.perf_counter()
+    sigmas = (0.5, 1.0, 2.0)
+    Cs = tuple(np.geomspace(0.3, 3.0, 9 if quick else 15).round(4).tolist())
+    spec = SweepSpec(
+        problem="toy-valley",
+        gammas=(2 / 3,),
+        Cs=Cs,
+        etas=(1.6e-3 if quick else 6.4e-4,),
+        sigmas=sigmas,
+        seeds=32 if quick else 128,
+        observable="abs_y",
+        threshold=0.1,
+        phase1=False,
+        label_noise_mode="one",
+        horizon_factor=4.0,
+    )
+    res = run_sweep(spec, out / "sweep", progress=False)
+    toy = make_problem("toy-valley")
+    rows = []
+    rng = np.random.default_rng(0)
+    for sigma in sigmas:
+        d = res.sel(variant="sgdm", gamma=2 / 3, eta=spec.etas[0], sigma=sigma, batch_size=None)
+        times, cens = d["T_settle"], d["censored_settle"]  # (C, seed)
+        c_sim = optimal_C(Cs, times, cens)
+        boots = [
+            optimal_C(Cs, np.take_along_axis(times, pick, 1), np.take_along_axis(cens, pick, 1))
+            for pick in (rng.integers(0, times.shape[1], times.shape) for _ in range(200))
+        ]
+        c_ode, _, _ = predicted_optimal_C(
+            toy,
+            jnp.array([0.0, 1.0]),
+            sigma=sigma,
+            observable="abs_y",
+            threshold=0.1,
+            Cs=np.geomspace(0.2, 5.0, 61),
+            s1=200.0,
+        )
+        med = np.median(np.where(cens, np.inf, times), axis=1) * spec.etas[0] ** (2 / 3)
+        rows.append(
+            {
+                "sigma": sigma,
+                "C_star_sim": c_sim,
+                "C_star_ci": np.percentile(boots, [2.5, 97.5]).tolist(),
+                "C_star_ode": c_ode,
+                "T_eta23_by_C": med.tolist(),
+            }
+        )
+    x = np.log(sigmas)
+    y = np.log([r["C_star_sim"] for r in rows])
+    slope, intercept = np.polyfit(x, y, 1)
+    resid = y - (slope * x + intercept)
+    se = float(np.sqrt(resid @ resid / max(len(x) - 2, 1) / np.sum((x - x.mean()) ** 2)))
+    summary = {
+        "rows": rows,
+        "exponent": float(slope),
+        "exponent_se": se,
+        "predicted_exponent": 2 / 3,
+        "Cs": list(Cs),
+        "eta": spec.etas[0],
+        "wall_seconds": time.perf_counter() - start,
+        "environment": environment(),
+    }
+    print(f"C* at gamma = 2/3 (toy valley, eta = {spec.etas[0]:g}, {spec.seeds} seeds):")
+    for r in rows:
+        print(
+            f"  sigma={r['sigma']:4.1f}: C*_sim = {r['C_star_sim']:.2f} [{r['C_star_ci'][0]:.2f}, "
+            f"{r['C_star_ci'][1]:.2f}]   C*_reduced-ODE = {r['C_star_ode']:.2f}"
+        )
+    print(f"  C* ~ sigma^p: p = {slope:.2f} +- {se:.2f} (predicted 2/3)")
+    save_json(out / "summary.json", summary)
+    _plot(out / "cstar.png", Cs, rows, spec.etas[0])
+    print(f"wrote {out / 'cstar.png'} and {out / 'summary.json'}")
+    return summary
+
+
+def _plot(path, Cs, rows, eta):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    for r, color in zip(rows, ("C0", "C1", "C2"), strict=False):
+        axes[0].plot(Cs, r["T_eta23_by_C"], "o-", color=color, label=rf"$\sigma$={r['sigma']}")
+        axes[0].axvline(r["C_star_sim"], color=color, ls=":")
+    axes[0].set(
+        xscale="log",
+        yscale="log",
+        xlabel="C",
+        ylabel=r"median $T_\mathrm{settle}\,\eta^{2/3}$",
+        title=rf"$\gamma = 2/3$, $\eta$ = {eta:g}",
+    )
+    axes[0].legend()
+    s = np.array([r["sigma"] for r in rows])
+    c = np.array([r["C_star_sim"] for r in rows])
+    ci = np.array([r["C_star_ci"] for r in rows]).T
+    axes[1].errorbar(s, c, yerr=[c - ci[0], ci[1] - c], fmt="o", label="simulation (95% bootstrap CI)")
+    axes[1].plot(s, [r["C_star_ode"] for r in rows], "s", mfc="none", label="reduced ODE")
+    axes[1].plot(s, c[1] * (s / s[1]) ** (2 / 3), "k--", lw=1, label=r"$\propto\sigma^{2/3}$")
+    axes[1].set(xscale="log", yscale="log", xlabel=r"$\sigma$", ylabel=r"$C^*$", title=r"optimal prefactor $C^*$")
+    axes[1].legend()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
