@@ -20,9 +20,10 @@ from ._criteria import first_passage, settling_time
 from ._problem import Params, Problem
 from ._validation import check_choice, check_momentum, check_positive, check_positive_int, check_range
 from .limit._critical import critical_flow, critical_kappa
-from .limit._dynamics import _projector, label_noise_flow as _label_noise_flow
+from .limit._dynamics import label_noise_flow as _label_noise_flow
 from .limit._integrate import integrate
 from .valley._flat import flatten
+from .valley._tangent import flat_tangent_projector
 
 
 class ValleyGeometry(NamedTuple):
@@ -55,7 +56,7 @@ def measure_geometry(problem: Problem, params: Params, *, rtol: float = 1e-8) ->
     h = eigs(theta)
     keep = np.asarray(h > rtol * h[0])
     grads = jax.jacrev(eigs)(theta)[keep]
-    proj = _projector(fp, theta, None)
+    proj = flat_tangent_projector(fp, theta)
     return ValleyGeometry(h[keep], jax.vmap(proj)(grads))
 
 

@@ -12,7 +12,8 @@ from .._simulate import _resolve_observables
 from .._validation import check_positive, check_positive_int, check_range
 from ..valley._flat import flatten
 from ..valley._projection import gauss_newton_steps
-from ._dynamics import _projector, riemannian_trace_gradient
+from ..valley._tangent import flat_tangent_projector
+from ._dynamics import riemannian_trace_gradient
 from ._integrate import LimitSolution, _observe
 
 
@@ -76,7 +77,7 @@ def critical_flow(
         u = 1.0 - (1.0 - start_temperature) * jnp.exp(-s_mid)
         force = kappa * u * riemannian_trace_gradient(problem, fp, theta, matrix_free)
         vel = decay * vel - (1.0 - decay) * force
-        vel = _projector(fp, theta, matrix_free)(vel)
+        vel = flat_tangent_projector(fp, theta, matrix_free)(vel)
         theta = gauss_newton_steps(fp, theta + ds * vel, projection_iterations)
         return (theta, vel), None
 

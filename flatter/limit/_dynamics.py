@@ -12,7 +12,7 @@ from jaxtyping import Array, Float
 from .._problem import Problem
 from .._validation import check_momentum, check_positive, check_positive_int, check_range
 from ..valley._flat import FlatProblem
-from ..valley._tangent import dense_tangent_projector, matrix_free_tangent_projector
+from ..valley._tangent import riemannian_gradient_trace_flat
 from ._noise import NoiseFactor
 
 Vector = Float[Array, " p"]
@@ -32,19 +32,7 @@ class LimitDynamics(NamedTuple):
     name: str
 
 
-def _projector(fp: FlatProblem, theta: Vector, matrix_free: bool | None):
-    if matrix_free is None:
-        matrix_free = theta.shape[0] > 2048
-    if matrix_free:
-        return matrix_free_tangent_projector(fp, theta)
-    mat = dense_tangent_projector(fp, theta)
-    return lambda v: mat @ v
-
-
-def riemannian_trace_gradient(problem: Problem, fp: FlatProblem, theta: Vector, matrix_free=None) -> Vector:
-    r""":math:`\nabla_\Gamma\mathrm{tr}\nabla^2L(\theta)` on flat coordinates (see :mod:`flatter.valley`)."""
-    grad = jax.grad(lambda t: problem.gauss_newton_trace(fp.unravel(t)))(theta)
-    return _projector(fp, theta, matrix_free)(grad)
+riemannian_trace_gradient = riemannian_gradient_trace_flat
 
 
 def label_noise_flow(

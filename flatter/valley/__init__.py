@@ -9,6 +9,7 @@ from ._projection import (
 from ._spectrum import hessian_spectrum as hessian_spectrum, lanczos_eigenvalues as lanczos_eigenvalues
 from ._tangent import (
     dense_tangent_projector as dense_tangent_projector,
+    flat_tangent_projector as flat_tangent_projector,
     gauss_newton_trace_flat as gauss_newton_trace_flat,
     matrix_free_tangent_projector as matrix_free_tangent_projector,
     riemannian_gradient_trace as riemannian_gradient_trace,

@@ -64,11 +64,18 @@ def tangent_projector(
       [0. 1.]
     """
     theta, fp = flatten(problem, params)
+    return flat_tangent_projector(fp, theta, matrix_free)
+
+
+def flat_tangent_projector(
+    flat_problem: FlatProblem, theta: Float[Array, " p"], matrix_free: bool | None = None
+) -> Callable[[Float[Array, " p"]], Float[Array, " p"]]:
+    """:func:`tangent_projector` on flat coordinates (dense up to p = 2048 unless told otherwise)."""
     if matrix_free is None:
         matrix_free = theta.shape[0] > 2048
     if matrix_free:
-        return matrix_free_tangent_projector(fp, theta)
-    mat = dense_tangent_projector(fp, theta)
+        return matrix_free_tangent_projector(flat_problem, theta)
+    mat = dense_tangent_projector(flat_problem, theta)
     return lambda v: mat @ v
 
 
@@ -98,5 +105,10 @@ def riemannian_gradient_trace(problem: Problem, params: Params, *, matrix_free: 
       [0. 1.]
     """
     theta, fp = flatten(problem, params)
-    grad = jax.grad(lambda t: problem.gauss_newton_trace(fp.unravel(t)))(theta)
-    return tangent_projector(problem, params, matrix_free=matrix_free)(grad)
+    return riemannian_gradient_trace_flat(problem, fp, theta, matrix_free)
+
+
+def riemannian_gradient_trace_flat(problem: Problem, flat_problem: FlatProblem, theta, matrix_free=None):
+    """:func:`riemannian_gradient_trace` on flat coordinates (what the limit dynamics evaluate)."""
+    grad = jax.grad(lambda t: problem.gauss_newton_trace(flat_problem.unravel(t)))(theta)
+    return flat_tangent_projector(flat_problem, theta, matrix_free)(grad)
