@@ -226,20 +226,14 @@ def predict_steps(
         values = sol.observables[observable]
         settle = settling_time(sol.ts, values, threshold, below=below)
         if not bool(settle.censored):
-            first = first_passage(sol.ts, values, threshold, below=below)
-            return StepsPrediction(
-                float(first.time) * scale,
-                float(settle.time) * scale,
-                False,
-                "flow" if use_flow else "critical",
-                evaluations,
-            )
+            break
         horizon *= 2
+    # Still censored after the last doubling: the times are lower bounds, flagged as such.
     first = first_passage(sol.ts, values, threshold, below=below)
     return StepsPrediction(
         float(first.time) * scale,
         float(settle.time) * scale,
-        True,
+        bool(settle.censored),
         "flow" if use_flow else "critical",
         evaluations,
     )
