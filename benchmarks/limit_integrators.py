@@ -9,23 +9,12 @@ Brownian paths vmapped; each timed after compilation, side by side in one run.
 
 from __future__ import annotations
 
-import time
-
 import jax
 import jax.numpy as jnp
+from _timing import best_time
 
 import flatter
 from flatter import limit, valley
-
-
-def best(fn, repeats=3):
-    fn()
-    out = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return min(out)
 
 
 def compare(label, problem, params, t1, dt, paths):
@@ -70,7 +59,7 @@ def compare(label, problem, params, t1, dt, paths):
         ("flatter diffrax path", flatter_diffrax),
     ]:
         f = jax.jit(jax.vmap(fn))
-        timings[name] = best(lambda f=f: jax.block_until_ready(f(keys)))
+        timings[name] = best_time(lambda f=f: jax.block_until_ready(f(keys)))
     print(f"limit SDE, {label}, {paths} paths x {n} steps, projected Euler-Maruyama")
     base = timings["hand-written scan Euler"]
     for name, t in timings.items():

@@ -18,18 +18,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from _timing import best_time
 
 import flatter
-
-
-def best_time(fn, repeats=3):
-    fn()  # compile / warm up
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def matmul_gflops(size=1024):

@@ -45,7 +45,7 @@ def resolved_threshold(problem, params0, spec: SweepSpec) -> float:
     return spec.threshold * float(problem.observe(params0, [spec.observable])[spec.observable])
 
 
-def _flow_reference(problem, params0, spec: SweepSpec) -> dict[str, float]:
+def _flow_reference(problem, params0, spec: SweepSpec, threshold: float) -> dict[str, float]:
     """Flow time t*, travelled distance and |grad tr| at sigma^2/B = 1 (everything else rescales)."""
     flow = label_noise_flow(problem, sigma=2.0, batch_size=1)  # sigma^2/(4B) = 1
     horizon = 1e-3
@@ -53,7 +53,6 @@ def _flow_reference(problem, params0, spec: SweepSpec) -> dict[str, float]:
         sol = integrate(
             problem, flow, params0, t1=horizon, dt=horizon / 400, save_every=4, observables=[spec.observable]
         )
-        threshold = resolved_threshold(problem, params0, spec)
         settle = settling_time(sol.ts, sol.observables[spec.observable], threshold, below=spec.below)
         if not bool(settle.censored):
             break
@@ -97,13 +96,12 @@ def horizons(spec: SweepSpec, points: dict, reference: dict, n: int) -> np.ndarr
     return (spec.records * 2**power).astype(np.int64)
 
 
-def _run_fn(problem, params0, spec: SweepSpec, variant: str, batch_size: int, steps: int):
+def _run_fn(problem, params0, spec: SweepSpec, threshold: float, variant: str, batch_size: int, steps: int):
     record_every = steps // spec.records
     nesterov = variant == "nesterov"
     noisy = variant != "sgdm-no-label-noise"
     batch = None if batch_size < 0 else int(batch_size)
     mode = spec.label_noise_mode if batch is None else "minibatch"
-    threshold = resolved_threshold(problem, params0, spec)
 
     def run(eta, beta, sigma, key_data):
         key = jax.random.wrap_key_data(key_data)
@@ -185,7 +183,8 @@ def run_sweep(
     start = time.perf_counter()
     problem, params0 = prepare(spec)
     points = spec.points()
-    reference = _flow_reference(problem, params0, spec)
+    threshold = resolved_threshold(problem, params0, spec)
+    reference = _flow_reference(problem, params0, spec, threshold)
     steps = horizons(spec, points, reference, problem.num_examples)
     n_dev = jax.device_count() if shard else 1
     sharding = NamedSharding(_mesh(), PartitionSpec("runs")) if shard and n_dev > 1 else None
@@ -249,7 +248,7 @@ def run_sweep(
         padded = np.concatenate([idx, np.repeat(idx[-1:], pad)])
         fn = compiled.get((variant, batch, h))
         if fn is None:
-            fn = compiled[(variant, batch, h)] = jax.jit(_run_fn(problem, params0, spec, variant, batch, h))
+            fn = compiled[(variant, batch, h)] = jax.jit(_run_fn(problem, params0, spec, threshold, variant, batch, h))
         args = [points["step_eta"][padded], points["step_beta"][padded], points["sigma"][padded]]
         args = [np.asarray(a, dtype=jnp.result_type(float)) for a in args] + [key_data[padded]]
         if sharding is not None:
