@@ -1,12 +1,26 @@
-"""Throughput of vmapped SGDM-LN sweeps against the same recurrence run one by one in NumPy.
+"""Throughput of flatter's sweep step against a hand-fused JAX step and a batched NumPy step, side by side.
 
-Measures, side by side in one run:
-1. matrix sensing (d = 20, n = 200, full batch, label noise, heavy ball): run-steps per second of a
-   256-run `jax.jit(jax.vmap(simulate))` sweep vs a per-run NumPy loop, and the sweep's achieved
-   GFLOP/s against this machine's measured float32 matmul GFLOP/s (the roofline);
-2. the 2-parameter toy valley: the same comparison.
+Matrix sensing (d = 20, n = 200, float32), heavy-ball momentum with label noise on every example,
+full batch. Each implementation advances R independent runs (eta, beta differ per run) for the same
+number of steps; the rates are run-steps per second, timed in interleaved rounds (every round times
+each implementation once, after one warm-up call that compiles) and reported as medians, so a load
+spike hits all of them alike. The ratios are the figures that matter:
 
-    python benchmarks/sweep_throughput.py [--runs 256] [--steps 2000]
+1. ``flatter``: ``jax.jit(jax.vmap(run))`` of ``flatter.simulate`` with
+   ``optax.chain(flatter.label_noise(sigma), flatter.heavy_ball(eta, beta))`` (what a sweep runs);
+2. ``hand-fused JAX``: the step a JAX user would write by hand (kept here as the reference): label
+   noise folded into the residual, closed-form gradient :math:`(S + S^T)U = 2SU` with
+   :math:`S = \\sum_i r_i A_i / n` (symmetric, as the :math:`A_i` are), one ``lax.scan``;
+3. ``NumPy batched``: the same recurrence on (R, d, d) arrays with NumPy's BLAS;
+4. ``PyTorch batched``: the same, when torch is installed (it is not a dependency).
+
+Useful FLOPs per run-step: 2d^3 (UU^T) + 2nd^2 (<A_i, UU^T>) + 2nd^2 (sum_i r_i A_i) + 2d^3 (2SU)
+= 352k at d = 20, n = 200. The attainable rate is a large float32 GEMM measured here (``jnp.dot``).
+
+    python benchmarks/sweep_throughput.py [--runs 256 1024] [--rounds 5] [--run-steps 400000]
+
+On a GPU: ``python benchmarks/sweep_throughput.py --runs 4096 --run-steps 40000000`` (NumPy is skipped
+there with ``--no-numpy``).
 """
 
 from __future__ import annotations
@@ -18,124 +32,175 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from _timing import best_time
 
 import flatter
 
+D, N, SIGMA = 20, 200, 0.5
 
-def matmul_gflops(size=1024):
+
+def useful_flops_per_step(d: int = D, n: int = N) -> int:
+    return 2 * d**3 + 2 * n * d * d + 2 * n * d * d + 2 * d**3
+
+
+def gemm_gflops(size: int, repeats: int = 5) -> float:
+    """float32 GEMM rate of ``jnp.dot`` at size^3, the best of a few calls after a warm-up."""
     a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
-    f = jax.jit(lambda a: a @ a)
-    t = best_time(lambda: f(a).block_until_ready(), repeats=10)
-    return 2 * size**3 / t / 1e9
+    f = jax.jit(jnp.dot)
+    f(a, a).block_until_ready()
+    best = min(_timed(lambda: f(a, a).block_until_ready()) for _ in range(repeats))
+    return 2 * size**3 / best / 1e9
 
 
-def sweep_rate(problem, params0, runs, steps, sigma=0.5):
-    etas = jnp.geomspace(1e-3, 1e-2, runs).astype(jnp.float32)
-    betas = flatter.momentum_rule(etas, C=1.0, gamma=2 / 3)
-    keys = jax.random.split(jax.random.key(0), runs)
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
+
+def hyperparameters(runs: int):
+    etas = np.geomspace(1e-3, 1e-2, runs).astype(np.float32)
+    betas = (1.0 - etas ** (2 / 3)).astype(np.float32)
+    return etas, betas
+
+
+def flatter_sweep(problem, params0, steps: int):
     def run(eta, beta, key):
         k_noise, k_sim = jax.random.split(key)
-        tx = optax.chain(flatter.label_noise(sigma, key=k_noise), flatter.heavy_ball(eta, beta))
+        tx = optax.chain(flatter.label_noise(SIGMA, key=k_noise), flatter.heavy_ball(eta, beta))
         traj = flatter.simulate(problem, tx, params0, steps=steps, key=k_sim, record_every=steps, observables=["loss"])
-        return traj.observables["loss"]
+        return traj.observables["loss"][-1]
 
-    sweep = jax.jit(jax.vmap(run))
-    t = best_time(lambda: sweep(etas, betas, keys).block_until_ready())
-    return runs * steps / t
+    return jax.jit(jax.vmap(run))
 
 
-def numpy_sensing_rate(problem, params0, runs, steps, sigma=0.5):
-    a = np.asarray(problem.inputs, np.float32).reshape(problem.num_examples, -1)
+def hand_fused_sweep(problem, params0, steps: int):
+    a = problem.inputs.reshape(N, -1)
+    y = problem.targets
+
+    def run(eta, beta, key):
+        def step(carry, _):
+            u, v, key = carry
+            key, sub = jax.random.split(key)
+            r = a @ (u @ u.T).reshape(-1) - y - SIGMA * jax.random.normal(sub, (N,), u.dtype)
+            s = (r @ a).reshape(D, D) / N  # symmetric, as every A_i is
+            v = beta * v + 2.0 * (s @ u)
+            return (u - eta * v, v, key), None
+
+        (u, _, _), _ = jax.lax.scan(step, (params0, jnp.zeros_like(params0), key), None, length=steps)
+        r = a @ (u @ u.T).reshape(-1) - y
+        return 0.5 * jnp.mean(r**2)
+
+    return jax.jit(jax.vmap(run))
+
+
+def numpy_sweep(problem, params0, steps: int, runs: int):
+    a = np.asarray(problem.inputs, np.float32).reshape(N, -1)
     y = np.asarray(problem.targets, np.float32)
-    n, d = a.shape[0], params0.shape[0]
+    etas, betas = hyperparameters(runs)
+    eta, beta = etas[:, None, None], betas[:, None, None]
     rng = np.random.default_rng(0)
-    t = time.perf_counter()
-    for r in range(runs):
-        eta = 1e-3 * 10 ** (r / max(runs - 1, 1))
-        beta = 1 - eta ** (2 / 3)
-        u, v = np.array(params0, np.float32), np.zeros((d, d), np.float32)
+
+    def run():
+        u = np.broadcast_to(np.asarray(params0, np.float32), (runs, D, D)).copy()
+        v = np.zeros_like(u)
         for _ in range(steps):
-            res = a @ (u @ u.T).ravel() - y - sigma * rng.standard_normal(n, dtype=np.float32)
-            g = (a.T @ res).reshape(d, d) / n
-            v = beta * v + (g + g.T) @ u
+            r = (u @ u.transpose(0, 2, 1)).reshape(runs, -1) @ a.T - y
+            r -= SIGMA * rng.standard_normal((runs, N), dtype=np.float32)
+            s = (r @ a).reshape(runs, D, D) / N
+            v = beta * v + 2.0 * (s @ u)
             u = u - eta * v
-    return runs * steps / (time.perf_counter() - t)
+        return u
+
+    return run
 
 
-def numpy_toy_rate(runs, steps, sigma=1.0):
-    """The per-run NumPy loop: parameters and buffers are NumPy arrays, as in the sensing loop."""
-    rng = np.random.default_rng(0)
-    t = time.perf_counter()
-    for r in range(runs):
-        eta = 1e-3 * 10 ** (r / max(runs - 1, 1))
-        beta = 1 - eta ** (2 / 3)
-        theta, v = np.array([0.0, 1.0]), np.zeros(2)
+def torch_sweep(problem, params0, steps: int, runs: int):
+    try:
+        import torch
+    except ImportError:
+        return None
+    a = torch.tensor(np.asarray(problem.inputs, np.float32).reshape(N, -1))
+    y = torch.tensor(np.asarray(problem.targets, np.float32))
+    etas, betas = hyperparameters(runs)
+    eta, beta = torch.tensor(etas)[:, None, None], torch.tensor(betas)[:, None, None]
+    gen = torch.Generator().manual_seed(0)
+
+    @torch.no_grad()
+    def run():
+        u = torch.tensor(np.asarray(params0, np.float32)).expand(runs, D, D).clone()
+        v = torch.zeros_like(u)
         for _ in range(steps):
-            x, y = theta
-            sh = np.sqrt(1 + y * y)
-            res = sh * x - sigma * rng.standard_normal()
-            v = beta * v + res * np.array([sh, x * y / sh])
-            theta = theta - eta * v
-    return runs * steps / (time.perf_counter() - t)
+            r = (u @ u.transpose(1, 2)).reshape(runs, -1) @ a.T - y
+            r -= SIGMA * torch.randn((runs, N), generator=gen)
+            s = (r @ a).reshape(runs, D, D) / N
+            v = beta * v + 2.0 * (s @ u)
+            u = u - eta * v
+        return u
+
+    return run
 
 
-def python_toy_rate(runs, steps, sigma=1.0):
-    """A stronger baseline: the same loop on Python floats (no array overhead), one run at a time."""
-    rng = np.random.default_rng(0)
-    t = time.perf_counter()
-    for r in range(runs):
-        eta = 1e-3 * 10 ** (r / max(runs - 1, 1))
-        beta = 1 - eta ** (2 / 3)
-        x, y, vx, vy = 0.0, 1.0, 0.0, 0.0
-        for _ in range(steps):
-            sh = (1 + y * y) ** 0.5
-            res = sh * x - sigma * rng.standard_normal()
-            vx, vy = beta * vx + res * sh, beta * vy + res * x * y / sh
-            x, y = x - eta * vx, y - eta * vy
-    return runs * steps / (time.perf_counter() - t)
+def measure(runs: int, run_steps: int, rounds: int, with_numpy: bool) -> dict[str, float]:
+    problem = flatter.problems.matrix_sensing(D, 2, N, key=jax.random.key(0))
+    params0 = problem.init_params(jax.random.key(1)) * 0.3
+    steps = max(1, run_steps // runs)
+    etas, betas = hyperparameters(runs)
+    keys = jax.random.split(jax.random.key(0), runs)
+    jit_args = (jnp.asarray(etas), jnp.asarray(betas), keys)
+    impls = {
+        "flatter": (flatter_sweep(problem, params0, steps), steps),
+        "hand-fused JAX": (hand_fused_sweep(problem, params0, steps), steps),
+    }
+    # NumPy/torch loops dispatch per step from Python: a tenth of the steps gives the same rate.
+    host_steps = max(1, steps // 10)
+    if with_numpy:
+        impls["NumPy batched"] = (numpy_sweep(problem, params0, host_steps, runs), host_steps)
+        torch_run = torch_sweep(problem, params0, host_steps, runs)
+        if torch_run is not None:
+            impls["PyTorch batched"] = (torch_run, host_steps)
 
+    def call(name):
+        fn, _ = impls[name]
+        if name in ("flatter", "hand-fused JAX"):
+            return fn(*jit_args).block_until_ready()
+        return fn()
 
-def sensing_flops_per_step(d, n):
-    # forward UU^T and <A_i, UU^T>, the loss pullback, the label-noise pullback (A^T c and (G+G^T)U)
-    return 3 * (2 * n * d * d) + 3 * (2 * d**3)
+    for name in impls:  # compile and warm up
+        call(name)
+    times: dict[str, list[float]] = {name: [] for name in impls}
+    for _ in range(rounds):
+        for name in impls:
+            times[name].append(_timed(lambda name=name: call(name)))
+    return {name: runs * impls[name][1] / float(np.median(t)) for name, t in times.items()}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=256)
-    parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--toy-steps", type=int, default=20000)
+    parser.add_argument("--runs", type=int, nargs="+", default=[256, 1024])
+    parser.add_argument("--run-steps", type=int, default=400_000, help="runs x steps per timed call")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--gemm", type=int, default=2048, help="size of the GEMM that measures attainable FLOP/s")
+    parser.add_argument("--no-numpy", action="store_true", help="skip the NumPy (and PyTorch) loops")
     args = parser.parse_args()
-    print(f"jax {jax.__version__} on {jax.devices()[0].device_kind} x{jax.device_count()}, float32")
-
-    roof = matmul_gflops()
-    problem = flatter.problems.matrix_sensing(20, 2, 200, key=jax.random.key(0))
-    params0 = problem.init_params(jax.random.key(1)) * 0.3
-    jax_rate = sweep_rate(problem, params0, args.runs, args.steps)
-    np_rate = numpy_sensing_rate(problem, params0, runs=4, steps=500)
-    flops = sensing_flops_per_step(20, 200)
-    achieved = jax_rate * flops / 1e9
-    print("\nmatrix sensing d=20 n=200, SGDM + label noise, full batch")
-    print(f"  vmapped sweep ({args.runs} runs): {jax_rate:12,.0f} run-steps/s  {achieved:7.1f} GFLOP/s")
-    print(f"  per-run NumPy loop:          {np_rate:12,.0f} run-steps/s")
-    print(f"  ratio sweep / loop:          {jax_rate / np_rate:12.1f} x")
-    print(f"  matmul roofline (1024^3):    {roof:12.1f} GFLOP/s -> sweep at {100 * achieved / roof:.0f}%")
-
-    toy = flatter.problems.toy_valley()
-    toy_rate = sweep_rate(toy, toy.init_params(None), args.runs, args.toy_steps, sigma=1.0)
-    toy_big = sweep_rate(toy, toy.init_params(None), 16 * args.runs, args.toy_steps // 4, sigma=1.0)
-    toy_np = numpy_toy_rate(runs=2, steps=5000)
-    toy_py = python_toy_rate(runs=2, steps=5000)
-    print("\ntoy valley (2 parameters), SGDM + label noise")
-    print(f"  vmapped sweep ({args.runs} runs): {toy_rate:12,.0f} run-steps/s")
-    print(f"  vmapped sweep ({16 * args.runs} runs):{toy_big:12,.0f} run-steps/s")
-    print(f"  per-run NumPy loop:          {toy_np:12,.0f} run-steps/s")
-    print(f"  per-run Python-float loop:   {toy_py:12,.0f} run-steps/s")
-    big = f"{16 * args.runs} runs"
-    print(f"  ratio sweep / NumPy loop:    {toy_rate / toy_np:12.0f} x ({toy_big / toy_np:.0f} x at {big})")
-    print(f"  ratio sweep / Python loop:   {toy_rate / toy_py:12.0f} x ({toy_big / toy_py:.0f} x at {big})")
+    device = jax.devices()[0]
+    print(f"jax {jax.__version__} on {device.device_kind} x{jax.device_count()} ({device.platform}), float32")
+    flops = useful_flops_per_step()
+    peak = gemm_gflops(args.gemm)
+    print(f"attainable: {args.gemm}^3 float32 GEMM (jnp.dot) {peak:,.1f} GFLOP/s")
+    print(f"matrix sensing d={D} n={N}, heavy ball + label noise, full batch; {flops / 1e3:.0f}k useful FLOP/run-step")
+    print(f"median of {args.rounds} interleaved rounds, {args.run_steps:,} run-steps per timed call\n")
+    header = (
+        f"{'runs':>5}  {'implementation':<16} {'run-steps/s':>12} {'GFLOP/s':>8} {'of GEMM':>8} {'vs hand':>8}"
+    )
+    print(header)
+    print("-" * len(header))
+    for runs in args.runs:
+        rates = measure(runs, args.run_steps, args.rounds, with_numpy=not args.no_numpy)
+        ref = rates["hand-fused JAX"]
+        for name, rate in rates.items():
+            gf = rate * flops / 1e9
+            print(f"{runs:>5}  {name:<16} {rate:>12,.0f} {gf:>8.1f} {100 * gf / peak:>7.0f}% {rate / ref:>7.2f}x")
+        print()
 
 
 if __name__ == "__main__":

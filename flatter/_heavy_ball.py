@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import optax
 
-from ._validation import check_momentum, check_schedule_or_positive
+from ._validation import as_hyperparameter, check_momentum, check_schedule_or_positive
 
 
 def heavy_ball(
@@ -54,6 +54,6 @@ def heavy_ball(
     check_schedule_or_positive("learning_rate", learning_rate)
     check_momentum("momentum", momentum)
     return optax.chain(
-        optax.trace(decay=momentum, nesterov=nesterov),
-        optax.scale_by_learning_rate(learning_rate),
+        optax.trace(decay=as_hyperparameter(momentum), nesterov=nesterov),
+        optax.scale_by_learning_rate(as_hyperparameter(learning_rate)),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -16,10 +17,25 @@ LABEL_NOISE_MODES = ("minibatch", "all", "one")
 LABEL_NOISE_DISTRIBUTIONS = ("gaussian", "rademacher")
 
 
+@jax.tree_util.register_static
+@dataclasses.dataclass(frozen=True)
+class LabelNoiseConfig:
+    """The static choices of :func:`label_noise` (a pytree without leaves, so it rides in the state)."""
+
+    mode: str
+    distribution: str
+
+
 class LabelNoiseState(NamedTuple):
-    """State of :func:`label_noise`: the key that the next step splits."""
+    """State of :func:`label_noise`: the key that the next step splits, :math:`\\sigma`, and the config.
+
+    :math:`\\sigma` lives in the state (as optax's ``inject_hyperparams`` does) so that the one-pass
+    step of :func:`flatter.make_step` can draw exactly the perturbation this transform would.
+    """
 
     key: PRNGKeyArray
+    sigma: Float[Array, ""]
+    config: LabelNoiseConfig
 
 
 def label_perturbation(
@@ -95,6 +111,13 @@ def label_noise(
         tx = optax.chain(flatter.label_noise(0.1, key=key), flatter.heavy_ball(eta, beta))
         updates, state = tx.update(grads, state, params, predict_fn=lambda p: predict(p, xb))
 
+    **One pass.** The transform above costs a second forward pass and pullback. When it is the
+    *first* transform of the optimizer (alone, or first in ``optax.chain``), :func:`flatter.simulate`
+    and the sweeps instead put the same draw into the residual, :math:`\\tilde g = \\frac1m J^\\top(r -
+    \\sigma\\zeta)`, in one forward pass and one pullback, and call ``update`` with the extra argument
+    ``folded_label_noise`` (the state after that draw, from :func:`draw_label_noise`), which the
+    transform returns as its new state: the same trajectory to rounding.
+
     Args:
       sigma: noise scale :math:`\sigma \ge 0` (:math:`\varepsilon` in THEORY.md), number or array.
       key: PRNG key kept in the state and split at every step.
@@ -116,9 +139,11 @@ def label_noise(
     check_choice("mode", mode, LABEL_NOISE_MODES)
     check_choice("distribution", distribution, LABEL_NOISE_DISTRIBUTIONS)
 
+    config = LabelNoiseConfig(mode, distribution)
+
     def init_fn(params: optax.Params) -> LabelNoiseState:
-        del params
-        return LabelNoiseState(key=key)
+        dtype = jax.tree.leaves(params)[0].dtype if jax.tree.leaves(params) else jnp.result_type(float)
+        return LabelNoiseState(key=key, sigma=jnp.asarray(sigma, dtype), config=config)
 
     def update_fn(
         updates: optax.Updates,
@@ -127,26 +152,67 @@ def label_noise(
         *,
         predict_fn: Callable[[optax.Params], jax.Array] | None = None,
         full_batch: bool | None = None,
+        folded_label_noise: LabelNoiseState | None = None,
         **extra_args: Any,
     ):
         del extra_args
+        if folded_label_noise is not None:  # the caller put this step's draw into the residual already
+            return updates, folded_label_noise
         if predict_fn is None or params is None:
             raise ValueError(
                 "label_noise needs params and the extra argument predict_fn(params) -> outputs: "
                 "call tx.update(grads, state, params, predict_fn=...)"
             )
-        if mode in ("all", "one") and full_batch is False:
-            raise ValueError(
-                f"label_noise mode={mode!r} perturbs the labels of a full-batch gradient; "
-                "use mode='minibatch' with minibatches (or batch_size=None)"
-            )
-        next_key, sample_key = jax.random.split(state.key)
+        check_full_batch_mode(mode, full_batch)
         outputs, pullback = jax.vjp(predict_fn, params)
-        zeta = label_perturbation(
-            sample_key, outputs.shape, sigma, mode=mode, distribution=distribution, dtype=outputs.dtype
-        )
-        (noise_grad,) = pullback(-zeta / outputs.shape[0])
+        noise, state = draw_label_noise(state, outputs)
+        (noise_grad,) = pullback(-noise / outputs.shape[0])
         new_updates = jax.tree.map(lambda g, d: (g + d).astype(g.dtype), updates, noise_grad)
-        return new_updates, LabelNoiseState(key=next_key)
+        return new_updates, state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def check_full_batch_mode(mode: str, full_batch: bool | None) -> None:
+    """Modes ``"all"`` and ``"one"`` perturb the labels of a full-batch gradient only."""
+    if mode in ("all", "one") and full_batch is False:
+        raise ValueError(
+            f"label_noise mode={mode!r} perturbs the labels of a full-batch gradient; "
+            "use mode='minibatch' with minibatches (or batch_size=None)"
+        )
+
+
+def draw_label_noise(state: LabelNoiseState, outputs: jax.Array) -> tuple[jax.Array, LabelNoiseState]:
+    r"""The perturbation :math:`\sigma\zeta` that :func:`label_noise` adds at this step, and the next state.
+
+    Splits ``state.key`` into (next key, sample key) and draws :func:`label_perturbation` with the
+    sample key: exactly what ``update`` does, so a caller that puts the noise into the residual itself
+    (:func:`flatter.make_step`) reproduces the transform's trajectory.
+    """
+    next_key, sample_key = jax.random.split(state.key)
+    noise = label_perturbation(
+        sample_key,
+        outputs.shape,
+        state.sigma,
+        mode=state.config.mode,
+        distribution=state.config.distribution,
+        dtype=outputs.dtype,
+    )
+    return noise, state._replace(key=next_key)
+
+
+def leading_label_noise(opt_state: Any) -> LabelNoiseState | None:
+    """The state of a :func:`label_noise` that runs first in the optimizer, or ``None``.
+
+    Recognized structurally: the state is a :class:`LabelNoiseState`, or a chain's tuple whose first
+    entry (recursively) is one, and no other label-noise state appears anywhere (a second one would
+    also see the ``label_noise_folded`` flag). Wrappers such as ``inject_hyperparams`` are not looked
+    into: those optimizers take the exact two-pass path.
+    """
+    is_state = lambda x: isinstance(x, LabelNoiseState)
+    if sum(map(is_state, jax.tree.leaves(opt_state, is_leaf=is_state))) != 1:
+        return None
+    node = opt_state
+    while type(node) is tuple and len(node) > 0:  # optax.chain's state is a plain tuple
+        node = node[0]
+    return node if is_state(node) else None

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ._validation import check_range, check_schedule_or_positive, is_concrete
+from ._validation import as_hyperparameter, check_range, check_schedule_or_positive, is_concrete
 
 
 def momentum_rule(learning_rate: float | jax.Array, *, C: float | jax.Array, gamma: float | jax.Array) -> jax.Array:
@@ -96,6 +96,7 @@ def scaled_heavy_ball(
     check_range("gamma", gamma, lower=0.0)
     if not callable(learning_rate):
         momentum_rule(learning_rate, C=C, gamma=gamma)  # validates the resulting beta
+    learning_rate, C, gamma = map(as_hyperparameter, (learning_rate, C, gamma))
 
     def init_fn(params: optax.Params) -> ScaledHeavyBallState:
         return ScaledHeavyBallState(count=jnp.zeros([], jnp.int32), trace=jax.tree.map(jnp.zeros_like, params))

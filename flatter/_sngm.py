@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ._validation import check_momentum, check_range, check_schedule_or_positive
+from ._validation import as_hyperparameter, check_momentum, check_range, check_schedule_or_positive
 
 
 class SNGMState(NamedTuple):
@@ -57,12 +57,13 @@ def sngm(
     check_schedule_or_positive("learning_rate", learning_rate)
     check_momentum("momentum", momentum)
     check_range("weight_decay", weight_decay, lower=0.0)
+    decay_on = not (isinstance(weight_decay, int | float) and weight_decay == 0.0)
+    learning_rate, momentum, weight_decay = map(as_hyperparameter, (learning_rate, momentum, weight_decay))
 
     def init_fn(params: optax.Params) -> SNGMState:
         return SNGMState(count=jnp.zeros([], jnp.int32), momentum_buffer=jax.tree.map(jnp.zeros_like, params))
 
     def update_fn(updates, state, params=None):
-        decay_on = not (isinstance(weight_decay, int | float) and weight_decay == 0.0)
         if decay_on:
             if params is None:
                 raise ValueError("sngm with weight_decay > 0 needs params in update(updates, state, params)")

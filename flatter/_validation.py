@@ -100,3 +100,17 @@ def check_schedule_or_positive(name: str, value: Any) -> None:
     if isinstance(value, Callable):
         return
     check_positive(name, value)
+
+
+def as_hyperparameter(value: Any) -> Any:
+    """A numeric hyperparameter as a JAX array (schedules and arrays pass through).
+
+    Held as an array, a value is an input of the compiled program rather than a literal in it, so
+    optimizers that differ only in their numbers share one compile (see ``flatter.simulate``).
+    Python numbers stay weakly typed, so dtype promotion is as with the number itself.
+    """
+    if callable(value) or isinstance(value, jax.Array):
+        return value
+    import jax.numpy as jnp
+
+    return jnp.asarray(value)

@@ -73,9 +73,15 @@ def matrix_sensing(
     m_matrix = jnp.einsum("nij,njk->ik", a_train, a_train) / n
 
     def predict(u: Float[Array, "d d"], a: Float[Array, "m d d"]) -> Float[Array, " m"]:
-        # As one (m, d^2) @ (d^2,) product: under vmap over runs it becomes a GEMM.
+        # As one (d^2,) @ (d^2, m) product: under vmap over runs it becomes a GEMM with runs as its rows.
         gram = u @ u.T
-        return a.reshape(a.shape[0], -1) @ gram.reshape(-1)
+        return gram.reshape(-1) @ a.reshape(a.shape[0], -1).T
+
+    def pullback(u: Float[Array, "d d"], a: Float[Array, "m d d"], c: Float[Array, " m"]) -> Float[Array, "d d"]:
+        # d<c, f>/dU = (S + S^T) U = 2 S U with S = sum_i c_i A_i symmetric (the A_i are): one GEMM over the
+        # examples and one d x d product, no transpose.
+        s = (c @ a.reshape(a.shape[0], -1)).reshape(a.shape[1:])
+        return 2.0 * (s @ u)
 
     def trace_hessian(problem: Problem, u) -> Scalar:
         return 4.0 * jnp.sum(u * (problem.extras["M"] @ u))
@@ -110,6 +116,7 @@ def matrix_sensing(
         },
         extras={"X_star": x_star, "U_star": u_star, "M": m_matrix},
         trace_hessian=trace_hessian,
+        pullback=pullback,
         init_params=init_params,
         name="matrix-sensing",
     )
