@@ -286,14 +286,18 @@ def plot(all_results: list[SweepResults], summary: dict, path: Path, problem: st
 
 
 def run_scaling(
-    problem: str, preset: str = "quick", out: str | Path = "flatter-out/scaling", progress: bool = True
+    problem: str,
+    preset: str = "quick",
+    out: str | Path = "flatter-out/scaling",
+    progress: bool = True,
+    verbose: bool = False,
 ) -> dict:
     """Run (or resume) the preset's sweeps, print the alpha table and gamma*, write the figure and data."""
     out = Path(out) / problem / preset
     start = time.perf_counter()
     results = []
     for i, spec in enumerate(presets(problem, preset)):
-        res = run_sweep(spec, out / f"sweep-{i}", progress=progress)
+        res = run_sweep(spec, out / f"sweep-{i}", progress=progress, verbose=verbose)
         results.append(res)
     summary = summarize(results)
     summary.update(

@@ -157,7 +157,7 @@ def _make_step(problem: Problem, optimizer: optax.GradientTransformation, batch_
 def _chunk_function(
     optimizer: optax.GradientTransformation,
     batch_size: int | None,
-    record_every: int,
+    record_every: int | Int[Array, ""],
     n_records: int,
     names: tuple[tuple[str, Observable], ...],
 ) -> Callable:
@@ -181,7 +181,8 @@ def _chunk_function(
 
         def one_record(c, _):
             start = c[:2]
-            c, _ = jax.lax.scan(one_step, c, None, length=record_every)
+            # fori_loop: a scan for a static record_every, a while loop for a traced one (one compile, any horizon).
+            c = jax.lax.fori_loop(0, record_every, lambda _, c: one_step(c, None)[0], c)
             params, opt_state, key, diverged, diverged_at, k = c
             # Once per record: a non-finite state the residual did not reveal, and the rollback of a diverged run
             # to the last record before it diverged (so records, fits and final params stay finite).
@@ -269,12 +270,7 @@ def simulate(
     if total % chunks:
         raise ValueError(f"chunks must divide the number of records {total}, got {chunks}")
 
-    if opt_state is None:
-        opt_state = optimizer.init(params0)
-    zero = jnp.zeros([], jnp.int32)
-    carry = (params0, opt_state, key, jnp.asarray(False), zero - 1, zero)
-    first = {name: fn(problem, params0) for name, fn in names}
-    step_list, obs_list = [zero[None]], [jax.tree.map(lambda v: v[None], first)]
+    carry, step_list, obs_list = _start(problem, optimizer, params0, key, opt_state, names)
     bar = None
     if progress and eager:
         from tqdm.auto import tqdm
@@ -290,6 +286,42 @@ def simulate(
             bar.update(steps // chunks)
     if bar is not None:
         bar.close()
+    return _trajectory(carry, step_list, obs_list, names)
+
+
+def simulate_records(
+    problem: Problem,
+    optimizer: optax.GradientTransformation,
+    params0: Params,
+    *,
+    key: PRNGKeyArray,
+    record_every: int | Int[Array, ""],
+    n_records: int,
+    batch_size: int | None = None,
+    observables: Sequence[str] | Mapping[str, Observable] | None = None,
+) -> Trajectory:
+    """:func:`simulate` for ``n_records`` records of ``record_every`` steps, traceable with a traced ``record_every``.
+
+    The building block of sweeps: inside ``jit``/``vmap`` the number of steps between records is an
+    input of the compiled program, not a constant, so one compile serves every horizon of a sweep.
+    No validation, chunking or progress (the caller validates once).
+    """
+    names = _resolve_observables(problem, observables)
+    carry, step_list, obs_list = _start(problem, optimizer, params0, key, None, names)
+    carry, (ks, obs) = _chunk_function(optimizer, batch_size, record_every, n_records, names)(problem, carry)
+    return _trajectory(carry, step_list + [ks], obs_list + [obs], names)
+
+
+def _start(problem, optimizer, params0, key, opt_state, names):
+    if opt_state is None:
+        opt_state = optimizer.init(params0)
+    zero = jnp.zeros([], jnp.int32)
+    carry = (params0, opt_state, key, jnp.asarray(False), zero - 1, zero)
+    first = {name: fn(problem, params0) for name, fn in names}
+    return carry, [zero[None]], [jax.tree.map(lambda v: v[None], first)]
+
+
+def _trajectory(carry, step_list, obs_list, names) -> Trajectory:
     params, opt_state, _, diverged, diverged_at, _ = carry
     return Trajectory(
         steps=jnp.concatenate(step_list),

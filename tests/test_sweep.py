@@ -117,7 +117,10 @@ spec = SweepSpec(problem="toy-valley", gammas=(0.5, 2 / 3), etas=(0.01, 0.004), 
 a = run_sweep(spec, sys.argv[1] + "/sharded", chunk_size=16, progress=False, shard=True)
 b = run_sweep(spec, sys.argv[1] + "/single", chunk_size=16, progress=False, shard=False)
 for k in a.data:
-    np.testing.assert_array_equal(a.data[k], b.data[k])
+    if k == "final_value":  # per-device batch width changes XLA's vector code, hence the last bits of a float
+        np.testing.assert_allclose(a.data[k], b.data[k], rtol=1e-4)
+    else:  # every step count, censoring and divergence flag is identical
+        np.testing.assert_array_equal(a.data[k], b.data[k])
 print("sharded == unsharded", a.data["T_settle"].size)
 """
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, Scalar
@@ -59,18 +61,7 @@ def matrix_sensing(
         raise ValueError(f"r must be <= d, got r={r} and d={d}")
     if key is None:
         key = jax.random.key(0)
-    k_truth, k_train, k_test = jax.random.split(key, 3)
-    u_star = jax.random.normal(k_truth, (d, r)) / jnp.sqrt(d)
-    x_star = u_star @ u_star.T
-
-    def measurements(k, m):
-        g = jax.random.normal(k, (m, d, d))
-        return 0.5 * (g + jnp.swapaxes(g, 1, 2))
-
-    a_train, a_test = measurements(k_train, n), measurements(k_test, n_test)
-    y_train = jnp.einsum("nij,ij->n", a_train, x_star)
-    y_test = jnp.einsum("nij,ij->n", a_test, x_star)
-    m_matrix = jnp.einsum("nij,njk->ik", a_train, a_train) / n
+    u_star, x_star, a_train, y_train, a_test, y_test, m_matrix = _draw(key, d, r, n, n_test)
 
     def predict(u: Float[Array, "d d"], a: Float[Array, "m d d"]) -> Float[Array, " m"]:
         # As one (d^2,) @ (d^2, m) product: under vmap over runs it becomes a GEMM with runs as its rows.
@@ -120,3 +111,21 @@ def matrix_sensing(
         init_params=init_params,
         name="matrix-sensing",
     )
+
+
+@partial(jax.jit, static_argnums=(1, 2, 3, 4))
+def _draw(key: PRNGKeyArray, d: int, r: int, n: int, n_test: int):
+    """Ground truth, measurements and labels in one compiled call (eagerly, each op would compile alone)."""
+    k_truth, k_train, k_test = jax.random.split(key, 3)
+    u_star = jax.random.normal(k_truth, (d, r)) / jnp.sqrt(d)
+    x_star = u_star @ u_star.T
+
+    def measurements(k, m):
+        g = jax.random.normal(k, (m, d, d))
+        return 0.5 * (g + jnp.swapaxes(g, 1, 2))
+
+    a_train, a_test = measurements(k_train, n), measurements(k_test, n_test)
+    y_train = jnp.einsum("nij,ij->n", a_train, x_star)
+    y_test = jnp.einsum("nij,ij->n", a_test, x_star)
+    m_matrix = jnp.einsum("nij,njk->ik", a_train, a_train) / n
+    return u_star, x_star, a_train, y_train, a_test, y_test, m_matrix

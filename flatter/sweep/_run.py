@@ -10,7 +10,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from .._criteria import first_passage, settling_time
@@ -18,13 +17,11 @@ from .._heavy_ball import heavy_ball
 from .._interpolate import interpolate
 from .._io import environment, save_arrays, save_json
 from .._label_noise import label_noise
-from .._simulate import simulate
-from ..limit._dynamics import label_noise_flow
-from ..limit._integrate import integrate
+from .._simulate import simulate_records
 from ..problems import make_problem
 from ..timescales import settle_estimate
-from ..valley._tangent import riemannian_gradient_trace
 from ._grid import SweepSpec
+from ._reference import flow_reference
 from ._results import FIELDS, SweepResults
 
 
@@ -43,30 +40,6 @@ def resolved_threshold(problem, params0, spec: SweepSpec) -> float:
     if not spec.relative_threshold:
         return spec.threshold
     return spec.threshold * float(problem.observe(params0, [spec.observable])[spec.observable])
-
-
-def _flow_reference(problem, params0, spec: SweepSpec, threshold: float) -> dict[str, float]:
-    """Flow time t*, travelled distance and |grad tr| at sigma^2/B = 1 (everything else rescales)."""
-    flow = label_noise_flow(problem, sigma=2.0, batch_size=1)  # sigma^2/(4B) = 1
-    horizon = 1e-3
-    for _ in range(16):
-        sol = integrate(
-            problem, flow, params0, t1=horizon, dt=horizon / 400, save_every=4, observables=[spec.observable]
-        )
-        settle = settling_time(sol.ts, sol.observables[spec.observable], threshold, below=spec.below)
-        if not bool(settle.censored):
-            break
-        horizon *= 4
-    flat0 = ravel_pytree(params0)[0]
-    flat1 = ravel_pytree(sol.params)[0]
-    grad = riemannian_gradient_trace(problem, params0)
-    # Flow time at sigma^2/(4B) = 1; a general (sigma, B) multiplies it by 4B/sigma^2.
-    return {
-        "flow_time": float(settle.time),
-        "distance": float(jnp.linalg.norm(flat1 - flat0)),
-        "grad_norm": float(jnp.linalg.norm(grad)),
-        "flow_censored": bool(settle.censored),
-    }
 
 
 def _label_noise_batch(spec: SweepSpec, batch_size: np.ndarray, n: int) -> np.ndarray:
@@ -96,26 +69,29 @@ def horizons(spec: SweepSpec, points: dict, reference: dict, n: int) -> np.ndarr
     return (spec.records * 2**power).astype(np.int64)
 
 
-def _run_fn(problem, params0, spec: SweepSpec, threshold: float, variant: str, batch_size: int, steps: int):
-    record_every = steps // spec.records
-    nesterov = variant == "nesterov"
-    noisy = variant != "sgdm-no-label-noise"
+def _structure(variant: str) -> tuple[bool, bool]:
+    """(nesterov, label noise): all a variant changes in the compiled program (eta, beta are inputs)."""
+    return variant == "nesterov", variant != "sgdm-no-label-noise"
+
+
+def _run_fn(problem, params0, spec: SweepSpec, threshold: float, nesterov: bool, noisy: bool, batch_size: int):
+    """The vmapped runs of one chunk; the steps between records are an input, so every horizon shares it."""
     batch = None if batch_size < 0 else int(batch_size)
     mode = spec.label_noise_mode if batch is None else "minibatch"
 
-    def run(eta, beta, sigma, key_data):
+    def run(eta, beta, sigma, key_data, record_every):
         key = jax.random.wrap_key_data(key_data)
         k_noise, k_sim = jax.random.split(key)
         tx = heavy_ball(eta, beta, nesterov=nesterov)
         if noisy:
             tx = optax.chain(label_noise(sigma, key=k_noise, mode=mode), tx)
-        traj = simulate(
+        traj = simulate_records(
             problem,
             tx,
             params0,
-            steps=steps,
             key=k_sim,
             record_every=record_every,
+            n_records=spec.records,
             batch_size=batch,
             observables=[spec.observable],
         )
@@ -131,7 +107,33 @@ def _run_fn(problem, params0, spec: SweepSpec, threshold: float, variant: str, b
             "final_value": values[-1],
         }
 
-    return jax.vmap(run)
+    return jax.vmap(run, in_axes=(0, 0, 0, 0, None))
+
+
+def chunk_sizes(count: int, chunk_size: int, devices: int = 1, smallest: int = 8) -> list[int]:
+    """Split ``count`` runs into chunks of ``devices * 2**j`` runs, from about ``smallest`` to ``chunk_size``.
+
+    Each chunk size is a compiled shape, so sizes come from a short list of powers of two (a handful of
+    compiles for the whole sweep), and the count is decomposed in binary, so nothing but the last
+    chunk's few padding runs is computed in vain.
+
+    Examples:
+      >>> from flatter.sweep._run import chunk_sizes
+      >>> chunk_sizes(96, 256, devices=2), chunk_sizes(600, 256), chunk_sizes(3, 256, devices=2)
+      ([64, 32], [256, 256, 64, 16, 8], [8])
+    """
+    unit_min = 1 << max(0, math.ceil(math.log2(max(smallest / devices, 1))))
+    unit_max = max(unit_min, 1 << int(math.log2(max(chunk_size // devices, 1))))
+    units = math.ceil(count / devices)
+    sizes = [unit_max] * (units // unit_max)
+    rest = math.ceil((units % unit_max) / unit_min) * unit_min
+    bit = unit_max
+    while rest:  # rest is a multiple of unit_min <= unit_max: the loop ends by bit = unit_min
+        if rest >= bit:
+            sizes.append(bit)
+            rest -= bit
+        bit //= 2
+    return [devices * u for u in sizes]
 
 
 def _mesh() -> Mesh:
@@ -152,17 +154,25 @@ def run_sweep(
     progress: bool = True,
     max_chunks: int | None = None,
     shard: bool = True,
+    verbose: bool = False,
 ) -> SweepResults | None:
     """Run (or resume) ``spec`` into the folder ``out``; returns the results once every chunk is done.
 
-    Runs are grouped by (variant, batch size, horizon) and cut into chunks of ``chunk_size`` runs
-    (padded to a multiple of the device count). Each chunk is one call of a jitted, vmapped function
-    (compiled once per step count), its inputs sharded over all devices along a ``runs`` mesh axis
-    (``shard=False`` keeps them on one device). A finished chunk is written atomically to
-    ``out/chunks/``; a rerun of the same spec skips the chunks that are there, so an interrupted sweep
-    resumes without losing finished runs (``max_chunks`` stops early on purpose). Run ``i`` uses the
+    Setup: phase 1, then the label-noise flow from the start point (:func:`flow_reference`, a few
+    seconds) that sizes every run's horizon. Runs are grouped by (variant, batch size, horizon) and
+    cut into chunks of ``chunk_size`` runs (padded to a multiple of the device count). Each chunk is
+    one call of a jitted, vmapped function whose inputs include the steps between records, so it is
+    compiled once per optimizer structure (plain or Nesterov momentum, with or without label noise)
+    and batch size, whatever the horizons; ``verbose`` prints the setup time and the number of
+    compiles (also in ``results.meta``). Inputs are sharded over all devices along a ``runs`` mesh
+    axis (``shard=False`` keeps them on one device); on CPU, give JAX one device per core
+    (``jax.config.update("jax_num_cpu_devices", os.cpu_count())`` before JAX starts, as the CLI does).
+    A finished chunk is written atomically to ``out/chunks/``; a rerun of the same spec skips the
+    chunks that are there, so an interrupted sweep resumes without losing finished runs
+    (``max_chunks`` stops early on purpose). Run ``i`` uses the
     key ``fold_in(key(spec.seed), i)`` whatever the chunking or sharding, so results do not depend on
-    either. Only process 0 writes (multi-host under ``jax.distributed``).
+    either (up to the last bits of float observables: XLA's code for another per-device batch width
+    may round differently). Only process 0 writes (multi-host under ``jax.distributed``).
     """
     out = Path(out)
     chunk_dir = out / "chunks"
@@ -184,8 +194,18 @@ def run_sweep(
     problem, params0 = prepare(spec)
     points = spec.points()
     threshold = resolved_threshold(problem, params0, spec)
-    reference = _flow_reference(problem, params0, spec, threshold)
+    reference = flow_reference(
+        problem, params0, observable=spec.observable, threshold=threshold, below=spec.below, progress=progress
+    ).to_dict()
     steps = horizons(spec, points, reference, problem.num_examples)
+    setup_seconds = time.perf_counter() - start
+    if verbose:
+        print(
+            f"sweep {spec.problem} [{spec.digest}]: setup {setup_seconds:.1f} s (phase 1 and the flow reference, "
+            f"{reference['steps']} flow steps, t* = {reference['flow_time']:.3g}); {len(points['run'])} runs, "
+            f"horizons {sorted(set(steps.tolist()))}",
+            flush=True,
+        )
     n_dev = jax.device_count() if shard else 1
     sharding = NamedSharding(_mesh(), PartitionSpec("runs")) if shard and n_dev > 1 else None
     base_key = jax.random.key(spec.seed + 1)
@@ -209,21 +229,19 @@ def run_sweep(
         )
         representative[i] = signature.setdefault(sig, i)
     unique = np.flatnonzero(representative == np.arange(len(representative)))
+    # Variants that differ only in (eta, beta) share a compiled program, so they share chunks too.
     groups: dict[tuple, list[int]] = {}
     for i in unique:
-        groups.setdefault((str(points["variant"][i]), int(points["batch_size"][i]), int(steps[i])), []).append(i)
+        structure = _structure(str(points["variant"][i])) + (int(points["batch_size"][i]),)
+        groups.setdefault((structure, int(steps[i])), []).append(i)
     chunks = []
-    for (variant, batch, h), members in sorted(groups.items(), key=lambda kv: kv[0][2]):
-        for c in range(math.ceil(len(members) / chunk_size)):
-            chunks.append(
-                (
-                    f"{variant}-b{batch}-h{h}-c{c}",
-                    variant,
-                    batch,
-                    h,
-                    members[c * chunk_size : (c + 1) * chunk_size],
-                )
-            )
+    for (structure, h), members in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        nesterov, noisy, batch = structure
+        label = f"{'nesterov' if nesterov else 'heavy-ball'}{'' if noisy else '-no-label-noise'}-b{batch}-h{h}"
+        start_run = 0
+        for c, size in enumerate(chunk_sizes(len(members), chunk_size, n_dev)):
+            chunks.append((f"{label}-c{c}", structure, h, members[start_run : start_run + size], size))
+            start_run += size
 
     done = {p.stem for p in chunk_dir.glob("*.npz")} if chunk_dir.exists() else set()
     todo = [c for c in chunks if c[0] not in done]
@@ -232,28 +250,27 @@ def run_sweep(
         from tqdm.auto import tqdm
 
         bar = tqdm(
-            total=sum(len(c[4]) * c[3] for c in chunks),
+            total=sum(len(c[3]) * c[2] for c in chunks),
             unit="run-step",
             unit_scale=True,
             desc=f"sweep {spec.problem}",
-            initial=sum(len(c[4]) * c[3] for c in chunks if c[0] in done),
+            initial=sum(len(c[3]) * c[2] for c in chunks if c[0] in done),
         )
     compiled: dict[tuple, object] = {}
     ran = 0
-    for name, variant, batch, h, members in todo:
+    for name, structure, h, members, size in todo:
         if max_chunks is not None and ran >= max_chunks:
             break
         idx = np.array(members)
-        pad = (-len(idx)) % n_dev
-        padded = np.concatenate([idx, np.repeat(idx[-1:], pad)])
-        fn = compiled.get((variant, batch, h))
+        padded = np.concatenate([idx, np.repeat(idx[-1:], size - len(idx))])
+        fn = compiled.get(structure)
         if fn is None:
-            fn = compiled[(variant, batch, h)] = jax.jit(_run_fn(problem, params0, spec, threshold, variant, batch, h))
+            fn = compiled[structure] = jax.jit(_run_fn(problem, params0, spec, threshold, *structure))
         args = [points["step_eta"][padded], points["step_beta"][padded], points["sigma"][padded]]
         args = [np.asarray(a, dtype=jnp.result_type(float)) for a in args] + [key_data[padded]]
         if sharding is not None:
             args = [_put(a, sharding) for a in args]
-        result = jax.device_get(fn(*args))
+        result = jax.device_get(fn(*args, np.int32(h // spec.records)))
         result = {k: np.asarray(v)[: len(idx)] for k, v in result.items()}
         if writer:
             save_arrays(chunk_dir / f"{name}.npz", run=idx, horizon=steps[idx], **result)
@@ -262,6 +279,15 @@ def run_sweep(
             bar.update(len(idx) * h)
     if bar is not None:
         bar.close()
+    compiles = sum(fn._cache_size() for fn in compiled.values())
+    if verbose:
+        shapes = len({(c[1], c[4]) for c in todo[:ran]})
+        print(
+            f"sweep {spec.problem}: {ran} chunks in {time.perf_counter() - start - setup_seconds:.1f} s, "
+            f"{compiles} compile{'s' * (compiles != 1)} (one per optimizer structure, batch size and chunk size: "
+            f"{shapes})",
+            flush=True,
+        )
 
     done = {p.stem for p in chunk_dir.glob("*.npz")} if chunk_dir.exists() else set()
     if any(c[0] not in done for c in chunks):
@@ -285,6 +311,8 @@ def run_sweep(
         "environment": environment(),
         "reference": reference,
         "wall_seconds_last_run": time.perf_counter() - start,
+        "setup_seconds_last_run": setup_seconds,
+        "compiles_last_run": compiles,
         "chunks": len(chunks),
     }
     results = SweepResults(spec, data, meta)
