@@ -17,7 +17,11 @@ spike hits all of them alike. The ratios are the figures that matter:
 Useful FLOPs per run-step: 2d^3 (UU^T) + 2nd^2 (<A_i, UU^T>) + 2nd^2 (sum_i r_i A_i) + 2d^3 (2SU)
 = 352k at d = 20, n = 200. The attainable rate is a large float32 GEMM measured here (``jnp.dot``).
 
-    python benchmarks/sweep_throughput.py [--runs 256 1024] [--rounds 5] [--run-steps 400000]
+    python benchmarks/sweep_throughput.py [--runs 256 1024] [--rounds 5] [--run-steps 400000] [--host-devices N]
+
+``--host-devices N`` splits the runs of both JAX implementations over N CPU devices (JAX's own
+sharding along a ``runs`` mesh axis, as ``flatter.sweep.run_sweep`` does); the default, 1, is one
+device, which XLA runs on about one core.
 
 On a GPU: ``python benchmarks/sweep_throughput.py --runs 4096 --run-steps 40000000`` (NumPy is skipped
 there with ``--no-numpy``).
@@ -147,6 +151,9 @@ def measure(runs: int, run_steps: int, rounds: int, with_numpy: bool) -> dict[st
     etas, betas = hyperparameters(runs)
     keys = jax.random.split(jax.random.key(0), runs)
     jit_args = (jnp.asarray(etas), jnp.asarray(betas), keys)
+    if jax.device_count() > 1:
+        mesh = jax.make_mesh((jax.device_count(),), ("runs",), axis_types=(jax.sharding.AxisType.Auto,))
+        jit_args = jax.device_put(jit_args, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("runs")))
     impls = {
         "flatter": (flatter_sweep(problem, params0, steps), steps),
         "hand-fused JAX": (hand_fused_sweep(problem, params0, steps), steps),
@@ -181,17 +188,24 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--gemm", type=int, default=2048, help="size of the GEMM that measures attainable FLOP/s")
     parser.add_argument("--no-numpy", action="store_true", help="skip the NumPy (and PyTorch) loops")
+    parser.add_argument("--host-devices", type=int, default=1, help="CPU devices to shard the runs over")
     args = parser.parse_args()
+    if args.host_devices > 1:
+        jax.config.update("jax_num_cpu_devices", args.host_devices)
+    # flatter's drivers multiply float32 at full precision (TF32 is too coarse for its science, see
+    # flatter/_precision.py); every implementation and the GEMM roofline here run at that same precision.
+    jax.config.update("jax_default_matmul_precision", "highest")
     device = jax.devices()[0]
-    print(f"jax {jax.__version__} on {device.device_kind} x{jax.device_count()} ({device.platform}), float32")
+    print(
+        f"jax {jax.__version__} on {device.device_kind} x{jax.device_count()} ({device.platform}), float32, "
+        "matmul precision 'highest'"
+    )
     flops = useful_flops_per_step()
     peak = gemm_gflops(args.gemm)
     print(f"attainable: {args.gemm}^3 float32 GEMM (jnp.dot) {peak:,.1f} GFLOP/s")
     print(f"matrix sensing d={D} n={N}, heavy ball + label noise, full batch; {flops / 1e3:.0f}k useful FLOP/run-step")
     print(f"median of {args.rounds} interleaved rounds, {args.run_steps:,} run-steps per timed call\n")
-    header = (
-        f"{'runs':>5}  {'implementation':<16} {'run-steps/s':>12} {'GFLOP/s':>8} {'of GEMM':>8} {'vs hand':>8}"
-    )
+    header = f"{'runs':>5}  {'implementation':<16} {'run-steps/s':>12} {'GFLOP/s':>8} {'of GEMM':>8} {'vs hand':>8}"
     print(header)
     print("-" * len(header))
     for runs in args.runs:

@@ -74,9 +74,12 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=fmt,
     )
     scaling.add_argument(
-        "--problem", choices=("toy-valley", "matrix-sensing", "teacher-student"), default="matrix-sensing"
+        "--problem",
+        choices=("toy-valley", "matrix-sensing", "teacher-student"),
+        default="matrix-sensing",
+        help="the built-in problem",
     )
-    scaling.add_argument("--preset", choices=("quick", "paper"), default="quick")
+    scaling.add_argument("--preset", choices=("quick", "paper"), default="quick", help="quick: 2 CPU cores; paper")
     scaling.add_argument("--out", default="flatter-out/scaling", help="results folder (re-running resumes)")
     scaling.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     scaling.add_argument("--verbose", action="store_true", help="print setup times and the number of compiles")
@@ -84,8 +87,8 @@ def _parser() -> argparse.ArgumentParser:
     cstar = sub.add_parser(
         "cstar", help="the optimal prefactor C* against the noise sigma at gamma = 2/3", formatter_class=fmt
     )
-    cstar.add_argument("--problem", choices=("toy-valley",), default="toy-valley")
-    cstar.add_argument("--preset", choices=("quick", "paper"), default="quick")
+    cstar.add_argument("--problem", choices=("toy-valley",), default="toy-valley", help="the built-in problem")
+    cstar.add_argument("--preset", choices=("quick", "paper"), default="quick", help="grid size")
     cstar.add_argument("--out", default="flatter-out/cstar", help="results folder")
     _add_machine_options(cstar)
     return parser

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
+from ._precision import full_precision
 from ._problem import Params, Problem
 from ._validation import check_choice, check_positive, check_positive_int
 
@@ -97,14 +98,15 @@ def interpolate(
     max_steps = check_positive_int(
         "max_steps", max_steps if max_steps is not None else (50 if method == "gauss_newton" else 100_000)
     )
-    params, loss, steps = _run(
-        problem,
-        params0,
-        tol,
-        0.0 if learning_rate is None else learning_rate,
-        method=method,
-        max_steps=max_steps,
-    )
+    with full_precision():  # TF32 products on a GPU cannot reach a loss of 1e-8
+        params, loss, steps = _run(
+            problem,
+            params0,
+            tol,
+            0.0 if learning_rate is None else learning_rate,
+            method=method,
+            max_steps=max_steps,
+        )
     info = InterpolationInfo(loss=float(loss), steps=int(steps), converged=bool(loss <= tol))
     if raise_on_failure and not info.converged:
         raise InterpolationError(

@@ -14,6 +14,7 @@ import optax
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree
 
 from ._label_noise import check_full_batch_mode, draw_label_noise, leading_label_noise
+from ._precision import full_precision
 from ._problem import Observable, Params, Problem
 from ._structural_jit import structural_jit
 from ._validation import check_positive_int, is_concrete
@@ -279,7 +280,8 @@ def simulate(
     chunk = _chunk_function(optimizer, batch_size, record_every, total // chunks, names)
     for _ in range(chunks):
         # Eager calls compile once per program (not per optimizer object); under jit/vmap the caller compiles.
-        carry, (ks, obs) = structural_jit(chunk, problem, carry) if eager else chunk(problem, carry)
+        with full_precision():
+            carry, (ks, obs) = structural_jit(chunk, problem, carry) if eager else chunk(problem, carry)
         step_list.append(ks)
         obs_list.append(obs)
         if bar is not None:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+from jax.extend import core as jax_core
 
 _CACHE: OrderedDict[str, Callable] = OrderedDict()
 _MAX_ENTRIES = 64
@@ -48,7 +49,7 @@ def structural_jit(fn: Callable[..., Any], *args: Any) -> Any:
     compiled = _CACHE.get(key)
     if compiled is None:
         jaxpr = closed.jaxpr
-        compiled = jax.jit(lambda consts, flat: jax.core.eval_jaxpr(jaxpr, consts, *flat))
+        compiled = jax.jit(lambda consts, flat: jax_core.jaxpr_as_fun(jax_core.ClosedJaxpr(jaxpr, consts))(*flat))
         _CACHE[key] = compiled
         if len(_CACHE) > _MAX_ENTRIES:
             _CACHE.popitem(last=False)

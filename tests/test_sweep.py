@@ -132,3 +132,25 @@ def test_sharded_over_8_cpu_devices_equals_unsharded(tmp_path):
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     assert "sharded == unsharded 24" in result.stdout
+
+
+def test_flow_reference_agrees_with_the_library_integrator():
+    """The horizon reference (Gram solves, auto step) against flatter.limit.integrate (pinv/lstsq, fine fixed step)."""
+    import jax
+
+    from flatter.sweep._reference import flow_reference
+
+    problem = flatter.problems.matrix_sensing(10, 1, 20, key=jax.random.key(0))
+    params, _ = flatter.interpolate(problem, problem.init_params(jax.random.key(1)))
+    threshold = 0.3 * float(problem.observe(params, ["recovery_error"])["recovery_error"])
+    assert threshold > 0.1  # far from the truth: the flow has a long way to go
+    ref = flow_reference(problem, params, observable="recovery_error", threshold=threshold)
+    assert not ref.flow_censored and ref.steps >= 64
+    flow = flatter.limit.label_noise_flow(problem, sigma=2.0, batch_size=1)
+    t1 = 2 * ref.flow_time
+    sol = flatter.limit.integrate(problem, flow, params, t1=t1, dt=t1 / 2000, observables=["recovery_error"])
+    exact = flatter.settling_time(sol.ts, sol.observables["recovery_error"], threshold)
+    assert not bool(exact.censored)
+    assert ref.flow_time == pytest.approx(float(exact.time), rel=0.03)
+    grad = flatter.valley.riemannian_gradient_trace(problem, params)
+    assert ref.grad_norm == pytest.approx(float(np.linalg.norm(grad)), rel=1e-4)

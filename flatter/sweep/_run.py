@@ -17,6 +17,7 @@ from .._heavy_ball import heavy_ball
 from .._interpolate import interpolate
 from .._io import environment, save_arrays, save_json
 from .._label_noise import label_noise
+from .._precision import full_precision
 from .._simulate import simulate_records
 from ..problems import make_problem
 from ..timescales import settle_estimate
@@ -174,6 +175,13 @@ def run_sweep(
     either (up to the last bits of float observables: XLA's code for another per-device batch width
     may round differently). Only process 0 writes (multi-host under ``jax.distributed``).
     """
+    with full_precision():
+        return _run_sweep(
+            spec, out, chunk_size=chunk_size, progress=progress, max_chunks=max_chunks, shard=shard, verbose=verbose
+        )
+
+
+def _run_sweep(spec, out, *, chunk_size, progress, max_chunks, shard, verbose):
     out = Path(out)
     chunk_dir = out / "chunks"
     writer = jax.process_index() == 0

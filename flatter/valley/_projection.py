@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import lineax as lx
 from jaxtyping import Array, Float
 
+from .._precision import full_precision
 from .._problem import Params, Problem
 from .._validation import check_choice, check_positive
 from ._flat import FlatProblem, flatten
@@ -85,7 +86,8 @@ def project(
                 f"project: the point is not near the valley (loss {start:.3e} > max_loss={max_loss:g}); "
                 "run flatter.interpolate first or raise max_loss"
             )
-    theta, steps = _project_loop(fp.residual, fp.num_examples, theta0, tol, max_steps, method == "matrix_free")
+    with full_precision():
+        theta, steps = _project_loop(fp.residual, fp.num_examples, theta0, tol, max_steps, method == "matrix_free")
     final = float(jnp.linalg.norm(fp.residual(theta)))
     if not final <= tol:
         raise ValleyError(
