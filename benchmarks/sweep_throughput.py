@@ -3,8 +3,8 @@
 Matrix sensing (d = 20, n = 200, float32), heavy-ball momentum with label noise on every example,
 full batch. Each implementation advances R independent runs (eta, beta differ per run) for the same
 number of steps; the rates are run-steps per second, timed in interleaved rounds (every round times
-each implementation once, after one warm-up call that compiles) and reported as medians, so a load
-spike hits all of them alike. The ratios are the figures that matter:
+each implementation once, in an order rotated from round to round, after one warm-up call that
+compiles) and reported as medians, so a load spike hits all of them alike. The ratios are the figures that matter:
 
 1. ``flatter``: ``jax.jit(jax.vmap(run))`` of ``flatter.simulate`` with
    ``optax.chain(flatter.label_noise(sigma), flatter.heavy_ball(eta, beta))`` (what a sweep runs);
@@ -175,8 +175,10 @@ def measure(runs: int, run_steps: int, rounds: int, with_numpy: bool) -> dict[st
     for name in impls:  # compile and warm up
         call(name)
     times: dict[str, list[float]] = {name: [] for name in impls}
-    for _ in range(rounds):
-        for name in impls:
+    names = list(impls)
+    for r in range(rounds):
+        # Rotate the order every round: whoever runs right after the NumPy loop finds colder caches.
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             times[name].append(_timed(lambda name=name: call(name)))
     return {name: runs * impls[name][1] / float(np.median(t)) for name, t in times.items()}
 
