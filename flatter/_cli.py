@@ -60,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     fmt = argparse.ArgumentDefaultsHelpFormatter
     demo = sub.add_parser(
-        "demo", help="SGDM-LN with the 2/3 rule vs SGD on matrix sensing (~20 s on 2 cores)", formatter_class=fmt
+        "demo", help="SGDM-LN with the 2/3 rule vs SGD on matrix sensing (about 10 s on 2 cores)", formatter_class=fmt
     )
     demo.add_argument("--out", default="flatter-out/demo", help="folder for demo.png/.npz/.json")
     demo.add_argument("--seeds", type=int, default=4, help="seeds per optimizer")
