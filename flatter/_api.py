@@ -29,4 +29,3 @@ from ._momentum_rule import (
 from ._problem import Problem as Problem
 from ._simulate import Trajectory as Trajectory, make_step as make_step, simulate as simulate
 from ._sngm import SNGMState as SNGMState, sngm as sngm
-

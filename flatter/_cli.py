@@ -50,14 +50,36 @@ def _add_machine_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with every error on one line (``flatter: error: ...``) and exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _check_out(path: str) -> None:
+    """The results folder exists or can be made, and is writable: checked before any work starts."""
+    from pathlib import Path
+
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"--out {path} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"--out {path} cannot be created: {err.strerror}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {path} is not writable")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="flatter",
         description="SGD with momentum and label noise near the valley of minimizers.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"flatter {_version()}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     fmt = argparse.ArgumentDefaultsHelpFormatter
     demo = sub.add_parser(
         "demo", help="SGDM-LN with the 2/3 rule vs SGD on matrix sensing (about 10 s on 2 cores)", formatter_class=fmt
@@ -95,11 +117,24 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; every error is one line on stderr with exit status 2 (``FLATTER_DEBUG=1``: traceback)."""
     args = _parser().parse_args(argv)
-    if args.cpu_devices < 1:
-        print(f"flatter: error: --cpu-devices must be >= 1, got {args.cpu_devices}", file=sys.stderr)
+    try:
+        for name in ("cpu_devices", "seeds", "steps"):
+            if getattr(args, name, 1) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+        _check_out(args.out)
+        _configure_machine(args.cpu_devices)
+        _run(args)
+    except (ValueError, TypeError, OSError) as err:
+        if os.environ.get("FLATTER_DEBUG"):
+            raise
+        print(f"flatter: error: {err}".splitlines()[0], file=sys.stderr)
         return 2
-    _configure_machine(args.cpu_devices)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> None:
     if args.command == "scaling":
         from ._scaling import run_scaling
 
@@ -112,7 +147,6 @@ def main(argv: list[str] | None = None) -> int:
         from ._demo import DemoConfig, run_demo
 
         run_demo(DemoConfig(seeds=args.seeds, steps=args.steps), out=args.out)
-    return 0
 
 
 if __name__ == "__main__":

@@ -77,6 +77,7 @@ def compare(
     check_positive("eta", eta)
     check_momentum("beta", beta)
     check_positive("t1", t1)
+    problem.check_params(params0)
     seeds = check_positive_int("seeds", seeds)
     records = check_positive_int("records", records)
     eta_eff = eta / (1 - beta)

@@ -7,6 +7,8 @@ from typing import NamedTuple
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
+from ._validation import check_range
+
 
 class PassageTime(NamedTuple):
     """A convergence time and whether it is censored (the criterion was not met by the horizon).
@@ -21,6 +23,19 @@ class PassageTime(NamedTuple):
 
 def _inside(values, threshold, below):
     return values <= threshold if below else values >= threshold
+
+
+def _check(steps, values, threshold) -> None:
+    """Shapes always (they are static under jit); the threshold when it is a concrete number."""
+    steps_shape, values_shape = jnp.shape(steps), jnp.shape(values)
+    if len(steps_shape) != 1 or not values_shape or values_shape[-1] != steps_shape[0]:
+        raise ValueError(
+            f"values must have the records on their last axis, as many as steps: got steps of shape {steps_shape} "
+            f"and values of shape {values_shape}"
+        )
+    if steps_shape[0] == 0:
+        raise ValueError("steps must hold at least one record")
+    check_range("threshold", threshold)
 
 
 def first_passage(
@@ -38,6 +53,7 @@ def first_passage(
       >>> print(float(t.time), bool(t.censored))
       10.0 False
     """
+    _check(steps, values, threshold)
     inside = _inside(values, threshold, below) & jnp.isfinite(values)
     reached = jnp.any(inside, axis=-1)
     first = jnp.argmax(inside, axis=-1)
@@ -62,6 +78,7 @@ def settling_time(
       >>> print(float(t.time), bool(t.censored))
       30.0 False
     """
+    _check(steps, values, threshold)
     inside = _inside(values, threshold, below) & jnp.isfinite(values)
     outside = ~inside
     num = outside.shape[-1]

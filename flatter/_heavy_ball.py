@@ -5,7 +5,13 @@ from __future__ import annotations
 import jax
 import optax
 
-from ._validation import as_hyperparameter, check_momentum, check_schedule_or_positive
+from ._validation import (
+    as_hyperparameter,
+    check_momentum,
+    check_schedule_or_positive,
+    guard_schedule,
+    nan_outside,
+)
 
 
 def heavy_ball(
@@ -36,6 +42,10 @@ def heavy_ball(
       learning_rate: :math:`\eta > 0`, a number, a JAX array (so a vmapped sweep compiles once) or a
         schedule ``step -> eta``.
       momentum: :math:`0 \le \beta < 1`, a number or a JAX array.
+
+    Concrete values outside these ranges raise ``ValueError``. Traced ones (inside ``jit``/``vmap``),
+    and schedule values, cannot raise: they turn the update into NaN, which :func:`flatter.simulate`
+    reports as a diverged run.
       nesterov: use the Nesterov look-ahead form.
 
     Returns:
@@ -53,6 +63,12 @@ def heavy_ball(
     """
     check_schedule_or_positive("learning_rate", learning_rate)
     check_momentum("momentum", momentum)
+    # Traced values cannot raise: outside their range they become NaN, so the run is flagged as diverged.
+    momentum = nan_outside(momentum, lower=0.0, upper=1.0, upper_inclusive=False)
+    if callable(learning_rate):
+        learning_rate = guard_schedule(learning_rate, lower=0.0, lower_inclusive=False)
+    else:
+        learning_rate = nan_outside(learning_rate, lower=0.0, lower_inclusive=False)
     return optax.chain(
         optax.trace(decay=as_hyperparameter(momentum), nesterov=nesterov),
         optax.scale_by_learning_rate(as_hyperparameter(learning_rate)),

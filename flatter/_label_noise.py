@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._validation import check_choice, check_range
+from ._validation import check_choice, check_key, check_range, nan_outside
 
 LABEL_NOISE_MODES = ("minibatch", "all", "one")
 LABEL_NOISE_DISTRIBUTIONS = ("gaussian", "rademacher")
@@ -138,6 +138,8 @@ def label_noise(
     check_range("sigma", sigma, lower=0.0)
     check_choice("mode", mode, LABEL_NOISE_MODES)
     check_choice("distribution", distribution, LABEL_NOISE_DISTRIBUTIONS)
+    check_key("key", key)
+    sigma = nan_outside(sigma, lower=0.0)  # a traced sigma < 0 makes the gradient NaN: a flagged run
 
     config = LabelNoiseConfig(mode, distribution)
 

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ._validation import as_hyperparameter, check_range, check_schedule_or_positive, is_concrete
+from ._validation import as_hyperparameter, check_range, check_schedule_or_positive, is_concrete, nan_outside
 
 
 def momentum_rule(learning_rate: float | jax.Array, *, C: float | jax.Array, gamma: float | jax.Array) -> jax.Array:
@@ -29,7 +29,8 @@ def momentum_rule(learning_rate: float | jax.Array, *, C: float | jax.Array, gam
 
     Returns:
       :math:`\beta` as a JAX array. Raises ``ValueError`` when concrete inputs give
-      :math:`\beta \notin [0, 1)`.
+      :math:`\beta \notin [0, 1)`; traced inputs that do return NaN (a run built on it is then
+      flagged as diverged by :func:`flatter.simulate`).
 
     Examples:
       >>> import flatter
@@ -49,7 +50,10 @@ def momentum_rule(learning_rate: float | jax.Array, *, C: float | jax.Array, gam
             upper=1.0,
             upper_inclusive=False,
         )
-    return beta
+        return beta
+    # Traced: a beta outside [0, 1) (or a traced eta <= 0, C <= 0, gamma < 0) is NaN, never silently used.
+    ok = (eta > 0) & (jnp.asarray(C) > 0) & (jnp.asarray(gamma) >= 0)
+    return jnp.where(ok, nan_outside(beta, lower=0.0, upper=1.0, upper_inclusive=False), jnp.nan)
 
 
 class ScaledHeavyBallState(NamedTuple):
@@ -78,8 +82,9 @@ def scaled_heavy_ball(
     (Nesterov: :math:`\theta_{k+1} = \theta_k - \eta_k (g_k + \beta_k v_{k+1})`). For a constant
     learning rate this is :func:`heavy_ball` with ``momentum = momentum_rule(eta, C=C,
     gamma=gamma)``; under a decaying schedule :math:`\beta_k \to 1` as :math:`\eta_k \to 0`, so the
-    rule holds at every step. :math:`\beta_k` is clipped to :math:`[0, 1)` for schedules whose values
-    cannot be checked in advance.
+    rule holds at every step. A step whose :math:`\eta_k \le 0` or whose :math:`\beta_k \notin [0, 1)`
+    (schedule values cannot be checked in advance) makes the update NaN, so :func:`flatter.simulate`
+    flags the run as diverged.
 
     Examples:
       >>> import jax.numpy as jnp, optax, flatter
@@ -105,7 +110,10 @@ def scaled_heavy_ball(
         del params
         eta = learning_rate(state.count) if callable(learning_rate) else learning_rate
         eta = jnp.asarray(eta)
-        beta = jnp.clip(1.0 - C * eta**gamma, 0.0, 1.0 - jnp.finfo(eta.dtype).eps)
+        # A schedule's values are never known in advance: beta outside [0, 1) (or eta <= 0) is NaN, so the run
+        # is flagged as diverged rather than silently clipped.
+        beta = 1.0 - C * eta**gamma
+        beta = jnp.where((eta > 0) & (beta >= 0) & (beta < 1), beta, jnp.nan)
         new_trace = jax.tree.map(lambda g, v: (g + beta * v).astype(v.dtype), updates, state.trace)
         direction = jax.tree.map(lambda g, v: g + beta * v, updates, new_trace) if nesterov else new_trace
         updates = jax.tree.map(lambda d: (-eta * d).astype(d.dtype), direction)

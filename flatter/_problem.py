@@ -175,7 +175,24 @@ class Problem:
         return tuple(k for k, _ in self.observables)
 
     def check_params(self, params: Params) -> None:
-        """Raise ``ValueError`` unless ``predict(params, inputs)`` has the targets' shape."""
+        """Raise ``ValueError`` unless ``params`` fit: the structure and shapes of the problem's
+        ``init_params`` (when it has one) and ``predict(params, inputs)`` of the targets' shape."""
+        if self._init_params is not None:
+            import numpy as np
+
+            try:
+                want = jax.eval_shape(self._init_params, jax.random.key(0))
+            except Exception:  # an init that needs more than a key: fall back to the output check
+                want = None
+            if want is not None:
+                got_tree, want_tree = jax.tree.structure(params), jax.tree.structure(want)
+                got = [np.shape(x) for x in jax.tree.leaves(params)]
+                expected = [x.shape for x in jax.tree.leaves(want)]
+                if got_tree != want_tree or got != expected:
+                    raise ValueError(
+                        f"params do not fit problem {self.name!r}: expected leaves of shapes {expected} "
+                        f"({want_tree}), got {got} ({got_tree})"
+                    )
         try:
             out = jax.eval_shape(self.predict, params, self.inputs)
         except Exception as err:  # the model's own error, reworded with context

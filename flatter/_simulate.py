@@ -17,7 +17,7 @@ from ._label_noise import check_full_batch_mode, draw_label_noise, leading_label
 from ._precision import full_precision
 from ._problem import Observable, Params, Problem
 from ._structural_jit import structural_jit
-from ._validation import check_positive_int, is_concrete
+from ._validation import check_key, check_positive_int, is_concrete
 
 
 @partial(
@@ -261,6 +261,7 @@ def simulate(
             )
     if not isinstance(optimizer, optax.GradientTransformation):
         raise TypeError(f"optimizer must be an optax GradientTransformation, got {type(optimizer).__name__}")
+    check_key("key", key)
     problem.check_params(params0)
     names = _resolve_observables(problem, observables)
     total = steps // record_every

@@ -8,7 +8,14 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ._validation import as_hyperparameter, check_momentum, check_range, check_schedule_or_positive
+from ._validation import (
+    as_hyperparameter,
+    check_momentum,
+    check_range,
+    check_schedule_or_positive,
+    guard_schedule,
+    nan_outside,
+)
 
 
 class SNGMState(NamedTuple):
@@ -58,6 +65,13 @@ def sngm(
     check_momentum("momentum", momentum)
     check_range("weight_decay", weight_decay, lower=0.0)
     decay_on = not (isinstance(weight_decay, int | float) and weight_decay == 0.0)
+    # Traced values cannot raise: outside their range they become NaN (a diverged run in simulate).
+    momentum = nan_outside(momentum, lower=0.0, upper=1.0, upper_inclusive=False)
+    weight_decay = nan_outside(weight_decay, lower=0.0)
+    if callable(learning_rate):
+        learning_rate = guard_schedule(learning_rate, lower=0.0, lower_inclusive=False)
+    else:
+        learning_rate = nan_outside(learning_rate, lower=0.0, lower_inclusive=False)
     learning_rate, momentum, weight_decay = map(as_hyperparameter, (learning_rate, momentum, weight_decay))
 
     def init_fn(params: optax.Params) -> SNGMState:

@@ -40,9 +40,7 @@ def structural_jit(fn: Callable[..., Any], *args: Any) -> Any:
       [3. 3. 3.] 1
     """
     flat_args, in_tree = jax.tree.flatten(args)
-    closed, out_shape = jax.make_jaxpr(lambda *a: fn(*jax.tree.unflatten(in_tree, a)), return_shape=True)(
-        *flat_args
-    )
+    closed, out_shape = jax.make_jaxpr(lambda *a: fn(*jax.tree.unflatten(in_tree, a)), return_shape=True)(*flat_args)
     out_tree = jax.tree.structure(out_shape)
     text = f"{in_tree}|{out_tree}|{closed.jaxpr}"
     key = hashlib.sha256(text.encode()).hexdigest()

@@ -1,9 +1,10 @@
 """Checks of user-supplied hyperparameters that fail early with a message naming the parameter.
 
 Hyperparameters may be Python numbers, NumPy arrays or JAX arrays. Concrete values are checked
-elementwise; traced values (inside ``jit``/``vmap``) cannot be inspected and are passed through, so
-a sweep that builds its optimizer inside a vmapped function compiles once. Sweep drivers validate
-their grids before tracing.
+elementwise and raise at once. Traced values (inside ``jit``/``vmap``) cannot raise, so the
+transforms pass them through :func:`nan_outside`: a value outside its range becomes NaN, the update
+becomes NaN, and :func:`flatter.simulate` flags the run as diverged (a sweep counts it, a fit drops
+it) instead of running it silently. Sweep drivers validate their grids before tracing.
 """
 
 from __future__ import annotations
@@ -20,13 +21,15 @@ def is_concrete(value: Any) -> bool:
     return not isinstance(value, jax.core.Tracer)
 
 
-def _as_host(value: Any) -> np.ndarray | None:
+def _as_host(name: str, value: Any) -> np.ndarray | None:
     if callable(value) or not is_concrete(value):
         return None
+    if isinstance(value, str | bytes) or value is None or isinstance(value, bool):
+        raise TypeError(f"{name} must be a number or an array of numbers, got {value!r}")
     try:
         return np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as err:
-        raise TypeError(f"expected a number or an array of numbers, got {value!r}") from err
+        raise TypeError(f"{name} must be a number or an array of numbers, got {value!r}") from err
 
 
 def check_range(
@@ -43,7 +46,7 @@ def check_range(
     The message names ``name`` and the allowed range, e.g. ``momentum must be in [0, 1), got 1.0``.
     Non-finite values always fail.
     """
-    host = _as_host(value)
+    host = _as_host(name, value)
     if host is None:
         return
     ok = np.isfinite(host)
@@ -114,3 +117,56 @@ def as_hyperparameter(value: Any) -> Any:
     import jax.numpy as jnp
 
     return jnp.asarray(value)
+
+
+def nan_outside(
+    value: Any,
+    *,
+    lower: float | None = None,
+    upper: float | None = None,
+    lower_inclusive: bool = True,
+    upper_inclusive: bool = True,
+) -> Any:
+    """``value`` where it lies in the interval, NaN elsewhere (for traced values that cannot raise).
+
+    Concrete values are returned unchanged (they were checked by :func:`check_range`); so are
+    schedules, which :func:`guard_schedule` wraps instead.
+    """
+    if callable(value) or is_concrete(value):
+        return value
+    import jax.numpy as jnp
+
+    value = jnp.asarray(value)
+    ok = jnp.isfinite(value)
+    if lower is not None:
+        ok &= value >= lower if lower_inclusive else value > lower
+    if upper is not None:
+        ok &= value <= upper if upper_inclusive else value < upper
+    return jnp.where(ok, value, jnp.nan)
+
+
+def guard_schedule(schedule: Callable, **interval: Any) -> Callable:
+    """A schedule whose values outside the interval are NaN (its values are never known in advance)."""
+
+    def guarded(count):
+        import jax.numpy as jnp
+
+        value = jnp.asarray(schedule(count))
+        ok = jnp.isfinite(value)
+        if interval.get("lower") is not None:
+            ok &= value > interval["lower"] if not interval.get("lower_inclusive", True) else value >= interval["lower"]
+        return jnp.where(ok, value, jnp.nan)
+
+    return guarded
+
+
+def check_key(name: str, key: Any) -> None:
+    """Raise ``TypeError`` unless ``key`` is a JAX PRNG key (typed, or legacy uint32 key data)."""
+    import jax.numpy as jnp
+
+    if isinstance(key, jax.Array | jax.core.Tracer):
+        if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+            return
+        if key.dtype == jnp.uint32 and key.shape[-1:] == (2,):
+            return
+    raise TypeError(f"{name} must be a JAX PRNG key such as jax.random.key(0), got {key!r}")

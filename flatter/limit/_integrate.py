@@ -124,6 +124,7 @@ def integrate(
     if n_steps % save_every:
         raise ValueError(f"the number of steps t1/dt = {n_steps} must be a multiple of save_every={save_every}")
     names = _resolve_observables(problem, observables)
+    problem.check_params(params0)
     theta0, fp = flatten(problem, params0)
     stochastic = dynamics.diffusion is not None
     if stochastic and key is None:

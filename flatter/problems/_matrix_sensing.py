@@ -59,6 +59,11 @@ def matrix_sensing(
     check_range("init_scale", init_scale, lower=0.0, lower_inclusive=False)
     if r > d:
         raise ValueError(f"r must be <= d, got r={r} and d={d}")
+    if n >= d * d:
+        raise ValueError(
+            f"n must be below the d*d = {d * d} parameters (overparametrized, so that the zero-loss set is a "
+            f"valley), got n={n} with d={d}"
+        )
     if key is None:
         key = jax.random.key(0)
     u_star, x_star, a_train, y_train, a_test, y_test, m_matrix = _draw(key, d, r, n, n_test)

@@ -11,3 +11,4 @@ from ._fit import (
 from ._grid import VARIANTS as VARIANTS, SweepSpec as SweepSpec
 from ._results import SweepResults as SweepResults, load as load
 from ._run import horizons as horizons, prepare as prepare, run_sweep as run_sweep
+from ._store import SweepIncomplete as SweepIncomplete, SweepStoreError as SweepStoreError

@@ -6,6 +6,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .._validation import check_range
+
 
 class PowerLawFit(NamedTuple):
     r"""Fit of :math:`\log T = \log A - \alpha\log\eta` to the per-:math:`\eta` medians over seeds.
@@ -52,7 +54,14 @@ def power_law(etas, times, censored=None, *, n_boot: int = 1000, seed: int = 0) 
     """
     etas = np.asarray(etas, float)
     times = np.asarray(times, float)
+    check_range("etas", etas, lower=0.0, lower_inclusive=False)
+    if etas.ndim != 1 or etas.size < 3:
+        raise ValueError(f"etas must be a 1-D sequence of at least 3 learning rates to fit a power law, got {etas}")
+    if times.ndim != 2 or times.shape[0] != etas.size:
+        raise ValueError(f"times must have shape (len(etas), seeds) = ({etas.size}, S), got {times.shape}")
     censored = np.zeros_like(times, bool) if censored is None else np.asarray(censored, bool)
+    if censored.shape != times.shape:
+        raise ValueError(f"censored must have the shape of times {times.shape}, got {censored.shape}")
     medians = _median_or_nan(times, censored)
     used = np.isfinite(medians) & (medians > 0)
     nan = float("nan")

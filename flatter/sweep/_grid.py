@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import itertools
 import json
@@ -57,25 +58,61 @@ class SweepSpec:
     seed: int = 0
 
     def __post_init__(self):
-        for v in self.variants:
-            check_choice("variant", v, VARIANTS)
-        for name in ("gammas", "Cs", "etas", "sigmas"):
-            if len(getattr(self, name)) == 0:
+        # Everything is checked here, before a folder is touched or anything is traced.
+        if not isinstance(self.problem, str):
+            raise TypeError(f"problem must be the name of a registered problem, got {self.problem!r}")
+        check_choice("problem", self.problem, tuple(_registry()))
+        if not isinstance(self.problem_kwargs, dict):
+            raise TypeError(f"problem_kwargs must be a dict of keyword arguments, got {self.problem_kwargs!r}")
+        for name in ("variants", "gammas", "Cs", "etas", "sigmas", "batch_sizes"):
+            value = getattr(self, name)
+            if isinstance(value, str | bytes) or not isinstance(value, tuple | list | np.ndarray):
+                raise TypeError(f"{name} must be a sequence (a tuple or a list), got {value!r}")
+            value = tuple(np.asarray(value).tolist()) if isinstance(value, np.ndarray) else tuple(value)
+            object.__setattr__(self, name, value)
+            if len(value) == 0:
                 raise ValueError(f"{name} must not be empty")
-        check_range("etas", np.asarray(self.etas), lower=0.0, lower_inclusive=False)
-        check_range("gammas", np.asarray(self.gammas), lower=0.0)
-        check_range("Cs", np.asarray(self.Cs), lower=0.0, lower_inclusive=False)
-        check_range("sigmas", np.asarray(self.sigmas), lower=0.0)
+            if len(set(value)) != len(value):
+                raise ValueError(f"{name} must not repeat a value, got {value}")
+        for v in self.variants:
+            check_choice("variants", v, VARIANTS)
+        check_range("etas", self.etas, lower=0.0, lower_inclusive=False)
+        check_range("gammas", self.gammas, lower=0.0)
+        check_range("Cs", self.Cs, lower=0.0, lower_inclusive=False)
+        check_range("sigmas", self.sigmas, lower=0.0)
         check_range("horizon_factor", self.horizon_factor, lower=1.0)
+        check_range("threshold", self.threshold)
         check_choice("label_noise_mode", self.label_noise_mode, ("minibatch", "all", "one"))
         check_positive_int("seeds", self.seeds)
         check_positive_int("records", self.records)
+        check_positive_int("min_steps", self.min_steps)
+        check_positive_int("max_steps", self.max_steps)
+        if self.min_steps > self.max_steps:
+            raise ValueError(f"min_steps must be <= max_steps, got min_steps={self.min_steps} > {self.max_steps}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int | np.integer) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        for name in ("below", "relative_threshold", "phase1"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
         for b in self.batch_sizes:
             if b is not None:
                 check_positive_int("batch_sizes", b)
         for g, C, eta in itertools.product(self.gammas, self.Cs, self.etas):
             if not 0 < C * eta**g <= 1:
                 raise ValueError(f"1 - beta = C*eta**gamma must be in (0, 1]: C={C}, eta={eta}, gamma={g}")
+        observables, n = _problem_facts(self.problem, json.dumps(self.problem_kwargs, sort_keys=True))
+        if self.observable not in observables:
+            raise ValueError(
+                f"observable must be one of the problem's observables {list(observables)}, got {self.observable!r}"
+            )
+        for b in self.batch_sizes:
+            if b is not None and b > n:
+                raise ValueError(f"batch_sizes must be in [1, n={n}] for problem {self.problem!r}, got {b}")
+        if "sgdm-no-label-noise" in self.variants and any(b is None or b >= n for b in self.batch_sizes):
+            raise ValueError(
+                "variants 'sgdm-no-label-noise' needs minibatch noise: every batch_sizes entry must be below "
+                f"n={n}, got {self.batch_sizes}"
+            )
 
     @property
     def axes(self) -> dict[str, tuple]:
@@ -126,3 +163,18 @@ class SweepSpec:
             run=np.arange(int(np.prod(self.shape))),
         )
         return out
+
+
+def _registry() -> dict:
+    from ..problems import PROBLEMS
+
+    return PROBLEMS
+
+
+@functools.lru_cache(maxsize=32)
+def _problem_facts(name: str, kwargs_json: str) -> tuple[tuple[str, ...], int]:
+    """The observable names and the number of examples of a registered problem (built once per kwargs)."""
+    from ..problems import make_problem
+
+    problem = make_problem(name, **json.loads(kwargs_json))
+    return problem.observable_names, problem.num_examples

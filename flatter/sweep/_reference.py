@@ -131,4 +131,3 @@ def flow_reference(
         flow_censored=bool(settle.censored),
         steps=int(series.size - 1),
     )
-

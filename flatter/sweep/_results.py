@@ -63,12 +63,51 @@ class SweepResults:
         )
 
 
-def load(folder: str | Path) -> SweepResults:
-    """Load a finished sweep from its folder: ``results = flatter.sweep.load("out/sweep")``."""
+def _spec_from_json(spec_json: dict) -> SweepSpec:
+    return SweepSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec_json.items()})
+
+
+def load(folder: str | Path, *, partial: bool = False) -> SweepResults:
+    """Load a sweep from its folder: ``results = flatter.sweep.load("out/sweep")``.
+
+    A finished sweep loads from ``results.json``/``results.npz``. An unfinished one raises
+    :class:`~flatter.sweep.SweepIncomplete` saying how many runs are done; with ``partial=True`` it
+    returns them from the verified chunks, the other runs NaN (``T_*``, ``final_value``) with
+    ``horizon = -1``, and ``data["finished"]`` marking which are real. Unreadable or foreign files
+    raise :class:`~flatter.sweep.SweepStoreError` naming the file.
+    """
+    from ._run import assemble
+    from ._store import SweepIncomplete, SweepStoreError, read_plan
+
     folder = Path(folder)
-    meta = json.loads((folder / "results.json").read_text())
-    spec_json = meta.pop("spec")
-    spec = SweepSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec_json.items()})
-    with np.load(folder / "results.npz") as f:
-        data = {k: f[k] for k in f.files}
-    return SweepResults(spec, data, meta)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no sweep folder at {folder}")
+    results_file, spec_file = folder / "results.json", folder / "spec.json"
+    if results_file.exists() and not partial:
+        try:
+            meta = json.loads(results_file.read_text())
+            spec = _spec_from_json(meta.pop("spec"))
+            with np.load(folder / "results.npz", allow_pickle=False) as f:
+                data = {k: f[k] for k in f.files}
+        except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError, OSError, ValueError) as err:
+            raise SweepStoreError(
+                f"the results in {folder} are unreadable ({type(err).__name__}: {err}); rerun the same sweep into "
+                "this folder to rebuild them from its chunks"
+            ) from None
+        if meta.get("digest") not in (None, spec.digest):
+            raise SweepStoreError(f"{results_file} does not match its own spec (digest {meta.get('digest')})")
+        return SweepResults(spec, data, meta)
+    try:
+        spec = _spec_from_json(json.loads(spec_file.read_text())["spec"])
+    except FileNotFoundError:
+        raise SweepStoreError(f"{folder} holds no sweep (no spec.json, no results.json)") from None
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as err:
+        raise SweepStoreError(f"{spec_file} is unreadable ({type(err).__name__}: {err})") from None
+    data, finished = assemble(folder, spec, read_plan(folder, spec.digest, int(np.prod(spec.shape))))
+    if not partial and not finished.all():
+        raise SweepIncomplete(
+            f"{folder} is unfinished: {int(finished.sum())} of {finished.size} runs done; rerun the same sweep to "
+            "finish it, or load(folder, partial=True) for the finished runs"
+        )
+    data["finished"] = finished
+    return SweepResults(spec, data, {"partial": True, "runs_done": int(finished.sum()), "digest": spec.digest})

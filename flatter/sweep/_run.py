@@ -15,15 +15,17 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from .._criteria import first_passage, settling_time
 from .._heavy_ball import heavy_ball
 from .._interpolate import interpolate
-from .._io import environment, save_arrays, save_json
+from .._io import environment
 from .._label_noise import label_noise
 from .._precision import full_precision
 from .._simulate import simulate_records
+from .._validation import check_positive_int
 from ..problems import make_problem
 from ..timescales import settle_estimate
 from ._grid import SweepSpec
 from ._reference import flow_reference
 from ._results import FIELDS, SweepResults
+from ._store import chunk_files, claim_folder, done_runs, read_chunk, write_chunk, write_plan
 
 
 def prepare(spec: SweepSpec):
@@ -111,6 +113,32 @@ def _run_fn(problem, params0, spec: SweepSpec, threshold: float, nesterov: bool,
     return jax.vmap(run, in_axes=(0, 0, 0, 0, None))
 
 
+CHUNK_FIELDS = tuple(k for k in FIELDS)
+
+
+def assemble(out: Path, spec: SweepSpec, representative: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The per-run fields from the verified chunks, on the grid; runs not done yet are NaN / flagged.
+
+    Returns ``(data, finished)``, both shaped ``spec.shape``; deduplicated runs take their
+    representative's values.
+    """
+    num = representative.size
+    data = {
+        k: np.full(num, np.nan)
+        if k in ("T_first", "T_settle", "final_value")
+        else (np.zeros(num, bool) if k.startswith(("censored", "diverged")) else np.full(num, -1, np.int64))
+        for k in FIELDS
+    }
+    finished = np.zeros(num, bool)
+    for path in chunk_files(out):
+        chunk = read_chunk(path, spec.digest, num, CHUNK_FIELDS)
+        for k in FIELDS:
+            data[k][chunk["run"]] = chunk[k]
+        finished[chunk["run"]] = True
+    data = {k: v[representative].reshape(spec.shape) for k, v in data.items()}
+    return data, finished[representative].reshape(spec.shape)
+
+
 def chunk_sizes(count: int, chunk_size: int, devices: int = 1, smallest: int = 8) -> list[int]:
     """Split ``count`` runs into chunks of ``devices * 2**j`` runs, from about ``smallest`` to ``chunk_size``.
 
@@ -182,21 +210,15 @@ def run_sweep(
 
 
 def _run_sweep(spec, out, *, chunk_size, progress, max_chunks, shard, verbose):
+    if not isinstance(spec, SweepSpec):
+        raise TypeError(f"spec must be a flatter.sweep.SweepSpec, got {type(spec).__name__}")
+    chunk_size = check_positive_int("chunk_size", chunk_size)
+    if max_chunks is not None and (isinstance(max_chunks, bool) or not isinstance(max_chunks, int) or max_chunks < 0):
+        raise ValueError(f"max_chunks must be None or an integer >= 0, got {max_chunks!r}")
     out = Path(out)
     chunk_dir = out / "chunks"
     writer = jax.process_index() == 0
-    spec_file = out / "spec.json"
-    if spec_file.exists():
-        import json
-
-        old = json.loads(spec_file.read_text())
-        if old.get("digest") != spec.digest:
-            raise ValueError(
-                f"{out} holds results of a different sweep (digest {old.get('digest')} != "
-                f"{spec.digest}); choose another --out or remove it"
-            )
-    elif writer:
-        save_json(spec_file, {"digest": spec.digest, "spec": spec.to_json()})
+    claim_folder(out, spec, writer)
 
     start = time.perf_counter()
     problem, params0 = prepare(spec)
@@ -237,9 +259,13 @@ def _run_sweep(spec, out, *, chunk_size, progress, max_chunks, shard, verbose):
         )
         representative[i] = signature.setdefault(sig, i)
     unique = np.flatnonzero(representative == np.arange(len(representative)))
+    if writer:
+        write_plan(out, spec.digest, representative, steps)
+    # What is done is what verified chunks of this spec hold (whatever chunking wrote them).
+    done = done_runs(out, spec.digest, len(points["run"]), CHUNK_FIELDS)
     # Variants that differ only in (eta, beta) share a compiled program, so they share chunks too.
     groups: dict[tuple, list[int]] = {}
-    for i in unique:
+    for i in unique[~done[unique]]:
         structure = _structure(str(points["variant"][i])) + (int(points["batch_size"][i]),)
         groups.setdefault((structure, int(steps[i])), []).append(i)
     chunks = []
@@ -247,22 +273,22 @@ def _run_sweep(spec, out, *, chunk_size, progress, max_chunks, shard, verbose):
         nesterov, noisy, batch = structure
         label = f"{'nesterov' if nesterov else 'heavy-ball'}{'' if noisy else '-no-label-noise'}-b{batch}-h{h}"
         start_run = 0
-        for c, size in enumerate(chunk_sizes(len(members), chunk_size, n_dev)):
-            chunks.append((f"{label}-c{c}", structure, h, members[start_run : start_run + size], size))
+        for size in chunk_sizes(len(members), chunk_size, n_dev):
+            part = members[start_run : start_run + size]
+            chunks.append((f"{label}-r{part[0]}-n{len(part)}", structure, h, part, size))
             start_run += size
 
-    done = {p.stem for p in chunk_dir.glob("*.npz")} if chunk_dir.exists() else set()
-    todo = [c for c in chunks if c[0] not in done]
+    todo = chunks
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(
-            total=sum(len(c[3]) * c[2] for c in chunks),
+            total=int(steps[unique].sum()),
             unit="run-step",
             unit_scale=True,
             desc=f"sweep {spec.problem}",
-            initial=sum(len(c[3]) * c[2] for c in chunks if c[0] in done),
+            initial=int(steps[unique[done[unique]]].sum()),
         )
     compiled: dict[tuple, object] = {}
     ran = 0
@@ -281,7 +307,7 @@ def _run_sweep(spec, out, *, chunk_size, progress, max_chunks, shard, verbose):
         result = jax.device_get(fn(*args, np.int32(h // spec.records)))
         result = {k: np.asarray(v)[: len(idx)] for k, v in result.items()}
         if writer:
-            save_arrays(chunk_dir / f"{name}.npz", run=idx, horizon=steps[idx], **result)
+            write_chunk(chunk_dir / f"{name}.npz", spec.digest, idx, horizon=steps[idx], **result)
         ran += 1
         if bar is not None:
             bar.update(len(idx) * h)
@@ -297,31 +323,16 @@ def _run_sweep(spec, out, *, chunk_size, progress, max_chunks, shard, verbose):
             flush=True,
         )
 
-    done = {p.stem for p in chunk_dir.glob("*.npz")} if chunk_dir.exists() else set()
-    if any(c[0] not in done for c in chunks):
+    data, finished = assemble(out, spec, representative)
+    if not finished.all():
         return None
-    data = {
-        k: np.zeros(
-            len(points["run"]),
-            dtype=float
-            if k in ("T_first", "T_settle", "final_value")
-            else (bool if k.startswith(("censored", "diverged")) else np.int64),
-        )
-        for k in FIELDS
-    }
-    for c in chunks:
-        with np.load(chunk_dir / f"{c[0]}.npz") as f:
-            for k in FIELDS:
-                data[k][f["run"]] = f[k]
-    data = {k: v[representative] for k, v in data.items()}
-    data = {k: v.reshape(spec.shape) for k, v in data.items()}
     meta = {
         "environment": environment(),
         "reference": reference,
         "wall_seconds_last_run": time.perf_counter() - start,
         "setup_seconds_last_run": setup_seconds,
         "compiles_last_run": compiles,
-        "chunks": len(chunks),
+        "chunk_files": len(chunk_files(out)),
     }
     results = SweepResults(spec, data, meta)
     if writer:

@@ -74,6 +74,7 @@ def project(
       [0. 1.]
     """
     check_choice("method", method, ("dense", "matrix_free"))
+    problem.check_params(params)
     theta0, fp = flatten(problem, params)
     if tol is None:
         scale = max(1.0, float(jnp.max(jnp.abs(problem.targets))))

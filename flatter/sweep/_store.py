@@ -1,0 +1,128 @@
+"""A sweep's results folder that cannot lie: every chunk names the sweep it belongs to and is verified.
+
+Layout of ``out/``: ``spec.json`` (the spec and its digest), ``chunks/*.npz`` (one file per computed
+chunk: the spec digest, the run indices and the per-run fields) and, once every run is done,
+``results.json`` / ``results.npz``. A chunk is trusted only if it opens, carries this spec's digest
+and holds valid run indices; anything else is an error that names the file, what is wrong and what
+to do. Which runs are done is read from the chunks themselves, so resuming does not depend on how
+the remaining runs are chunked (device count, ``chunk_size``).
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .._io import save_arrays, save_json
+
+CHUNK_FORMAT = 1
+
+
+class SweepStoreError(ValueError):
+    """A results folder that does not match the sweep asked of it; the message names the file."""
+
+
+class SweepIncomplete(SweepStoreError):
+    """``load`` of a sweep whose runs are not all done (``load(folder, partial=True)`` returns them)."""
+
+
+def chunk_files(out: Path) -> list[Path]:
+    folder = out / "chunks"
+    return sorted(folder.glob("*.npz")) if folder.is_dir() else []
+
+
+def claim_folder(out: Path, spec, writer: bool) -> None:
+    """Check that ``out`` is free or holds this sweep, then record the spec (before any work).
+
+    A ``spec.json`` of another sweep is refused when the folder holds any of its results; one left
+    alone by a failed start (no chunk, no results) is replaced. An unreadable ``spec.json`` beside
+    chunks is refused (the chunks are then checked one by one against this spec when it is removed).
+    """
+    spec_file = out / "spec.json"
+    has_results = bool(chunk_files(out)) or (out / "results.npz").exists()
+    if spec_file.exists():
+        try:
+            digest = json.loads(spec_file.read_text())["digest"]
+        except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as err:
+            if has_results:
+                raise SweepStoreError(
+                    f"{spec_file} is unreadable ({type(err).__name__}: {err}); the chunks in {out / 'chunks'} "
+                    "carry their sweep's digest: delete spec.json to resume after they are checked, or start a "
+                    "fresh folder"
+                ) from None
+            digest = None
+        if digest is not None and digest != spec.digest and has_results:
+            raise SweepStoreError(
+                f"{out} holds results of a different sweep (digest {digest}, this one is {spec.digest}); choose "
+                "another folder or remove this one"
+            )
+    if writer:
+        save_json(spec_file, {"digest": spec.digest, "spec": spec.to_json()})
+
+
+def write_chunk(path: Path, digest: str, runs: np.ndarray, **fields: np.ndarray) -> None:
+    """Atomically write one chunk: its sweep's digest, its run indices and the per-run fields."""
+    save_arrays(path, flatter_chunk_format=CHUNK_FORMAT, digest=np.array(digest), run=runs, **fields)
+
+
+def read_chunk(path: Path, digest: str, num_runs: int, fields: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Read a chunk and verify it belongs to the sweep ``digest``; every problem is an error naming ``path``."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            data = {k: f[k] for k in f.files}
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:
+        raise SweepStoreError(
+            f"{path} is truncated or corrupted ({type(err).__name__}: {err}); delete this file and rerun the same "
+            "sweep to recompute just its runs"
+        ) from None
+    if "digest" not in data or "run" not in data:
+        raise SweepStoreError(
+            f"{path} does not say which sweep it belongs to (written by an older flatter, or not a chunk); delete "
+            "it and rerun the same sweep to recompute its runs, or start a fresh folder"
+        )
+    if str(data["digest"]) != digest:
+        raise SweepStoreError(
+            f"{path} belongs to another sweep (digest {data['digest']}, this one is {digest}): its results must not "
+            "be mixed in; start a fresh folder, or delete the folder's chunks to recompute this sweep"
+        )
+    runs = data["run"]
+    missing = [k for k in fields if k not in data]
+    if runs.ndim != 1 or (runs.size and (runs.min() < 0 or runs.max() >= num_runs)) or missing:
+        raise SweepStoreError(
+            f"{path} is malformed (run indices outside [0, {num_runs}) or fields {missing} missing); delete this file "
+            "and rerun the same sweep to recompute its runs"
+        )
+    return data
+
+
+def done_runs(out: Path, digest: str, num_runs: int, fields: tuple[str, ...]) -> np.ndarray:
+    """The runs that verified chunks of this sweep hold (raises on the first bad chunk)."""
+    done = np.zeros(num_runs, bool)
+    for path in chunk_files(out):
+        done[read_chunk(path, digest, num_runs, fields)["run"]] = True
+    return done
+
+
+def write_plan(out: Path, digest: str, representative: np.ndarray, horizon: np.ndarray) -> None:
+    """Record which run stands for which (deduplicated runs) and the horizons, for partial loads."""
+    save_arrays(out / "plan.npz", digest=np.array(digest), representative=representative, horizon=horizon)
+
+
+def read_plan(out: Path, digest: str, num_runs: int) -> np.ndarray:
+    """The representative of every run (each run its own when no plan was written yet)."""
+    path = out / "plan.npz"
+    if not path.exists():
+        return np.arange(num_runs)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if str(f["digest"]) != digest:
+                raise SweepStoreError(f"{path} belongs to another sweep (digest {f['digest']}); start a fresh folder")
+            representative = f["representative"]
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as err:
+        raise SweepStoreError(f"{path} is unreadable ({type(err).__name__}: {err}); rerun the same sweep") from None
+    if representative.shape != (num_runs,):
+        raise SweepStoreError(f"{path} is malformed (expected {num_runs} runs); rerun the same sweep")
+    return representative
