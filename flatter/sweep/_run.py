@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from .._criteria import first_passage, settling_time
@@ -261,8 +262,11 @@ def _run_sweep(spec, out, *, chunk_size, progress, max_chunks, shard, verbose):
     unique = np.flatnonzero(representative == np.arange(len(representative)))
     if writer:
         write_plan(out, spec.digest, representative, steps)
-    # What is done is what verified chunks of this spec hold (whatever chunking wrote them).
+    # What is done is what verified chunks of this spec hold (whatever chunking wrote them). With several
+    # processes, process 0's reading is the plan of all of them.
     done = done_runs(out, spec.digest, len(points["run"]), CHUNK_FIELDS)
+    if jax.process_count() > 1:
+        done = np.asarray(multihost_utils.broadcast_one_to_all(done))
     # Variants that differ only in (eta, beta) share a compiled program, so they share chunks too.
     groups: dict[tuple, list[int]] = {}
     for i in unique[~done[unique]]:
@@ -304,7 +308,10 @@ def _run_sweep(spec, out, *, chunk_size, progress, max_chunks, shard, verbose):
         args = [np.asarray(a, dtype=jnp.result_type(float)) for a in args] + [key_data[padded]]
         if sharding is not None:
             args = [_put(a, sharding) for a in args]
-        result = jax.device_get(fn(*args, np.int32(h // spec.records)))
+        result = fn(*args, np.int32(h // spec.records))
+        if jax.process_count() > 1:  # every process gets the whole chunk (each computed its devices' share)
+            result = multihost_utils.process_allgather(result, tiled=True)
+        result = jax.device_get(result)
         result = {k: np.asarray(v)[: len(idx)] for k, v in result.items()}
         if writer:
             write_chunk(chunk_dir / f"{name}.npz", spec.digest, idx, horizon=steps[idx], **result)
@@ -323,6 +330,8 @@ def _run_sweep(spec, out, *, chunk_size, progress, max_chunks, shard, verbose):
             flush=True,
         )
 
+    if jax.process_count() > 1:  # process 0 has written every chunk before anyone reads them
+        multihost_utils.sync_global_devices(f"flatter sweep {spec.digest} chunks written")
     data, finished = assemble(out, spec, representative)
     if not finished.all():
         return None
