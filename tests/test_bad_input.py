@@ -165,3 +165,31 @@ def test_the_table_is_large():
 def test_bad_input_is_refused(make, error, pattern):
     with pytest.raises(error, match=pattern):
         make()
+
+
+CLI_CASES = [
+    (["demo", "--seeds", "0"], r"--seeds must be >= 1"),
+    (["demo", "--steps", "-5"], r"--steps must be >= 1"),
+    (["demo", "--out", "{file}"], r"--out .* is a file, not a folder"),
+    (["scaling", "--out", "{file}"], r"--out .* is a file, not a folder"),
+    (["scaling", "--out", "{file}/below"], r"--out .* cannot be created"),
+    (["scaling", "--cpu-devices", "0"], r"--cpu-devices must be >= 1"),
+    (["scaling", "--problem", "mnist"], r"argument --problem: invalid choice"),
+    (["cstar", "--preset", "huge"], r"argument --preset: invalid choice"),
+    (["frobnicate"], r"invalid choice"),
+]
+
+
+@pytest.mark.parametrize("args,pattern", CLI_CASES, ids=[" ".join(a) for a, _ in CLI_CASES])
+def test_cli_errors_are_one_line_before_any_work(args, pattern, tmp_path):
+    import subprocess
+    import sys
+
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    args = [a.replace("{file}", str(afile)) for a in args]
+    out = subprocess.run([sys.executable, "-m", "flatter._cli", *args], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
+    assert __import__("re").search(pattern, lines[0]), lines[0]
