@@ -39,12 +39,19 @@ def _check(steps, values, threshold) -> None:
 
 
 def first_passage(
-    steps: Int[Array, " R"], values: Float[Array, "... R"], threshold: float, *, below: bool = True
+    steps: Int[Array, " R"],
+    values: Float[Array, "... R"],
+    threshold: float,
+    *,
+    below: bool = True,
+    diverged: Bool[Array, ...] | None = None,
 ) -> PassageTime:
     r"""The first recorded step at which the observable is inside the band.
 
     :math:`T_\mathrm{first} = \min\{k_j : v_j \le \delta\}` (or :math:`\ge` with ``below=False``),
-    vectorized over leading axes. Non-finite values count as outside.
+    vectorized over leading axes. Non-finite values count as outside. A run marked ``diverged``
+    (``Trajectory.diverged``) is censored whatever its records show: a blow-up can swing through the
+    band on its way out, which is no convergence.
 
     Examples:
       >>> import jax.numpy as jnp, flatter
@@ -58,18 +65,23 @@ def first_passage(
     reached = jnp.any(inside, axis=-1)
     first = jnp.argmax(inside, axis=-1)
     time = jnp.where(reached, steps[first], steps[-1]).astype(float)
-    return PassageTime(time=time, censored=~reached)
+    return _censor_diverged(PassageTime(time=time, censored=~reached), steps, diverged)
 
 
 def settling_time(
-    steps: Int[Array, " R"], values: Float[Array, "... R"], threshold: float, *, below: bool = True
+    steps: Int[Array, " R"],
+    values: Float[Array, "... R"],
+    threshold: float,
+    *,
+    below: bool = True,
+    diverged: Bool[Array, ...] | None = None,
 ) -> PassageTime:
     r"""The step after which the observable stays inside the band up to the horizon.
 
     :math:`T_\mathrm{settle} = k_{j^*+1}` with :math:`j^*` the last record outside the band (0 if
     never outside). A run whose last record is outside has not settled: it is censored at the
     horizon. Settling exposes the overshoot along the valley that first passage misses
-    (THEORY.md §6.7).
+    (THEORY.md §6.7). A run marked ``diverged`` is censored, as in :func:`first_passage`.
 
     Examples:
       >>> import jax.numpy as jnp, flatter
@@ -87,4 +99,11 @@ def settling_time(
     settled = inside[..., -1]
     index = jnp.where(any_out, jnp.minimum(last_out + 1, num - 1), 0)
     time = jnp.where(settled, steps[index], steps[-1]).astype(float)
-    return PassageTime(time=time, censored=~settled)
+    return _censor_diverged(PassageTime(time=time, censored=~settled), steps, diverged)
+
+
+def _censor_diverged(t: PassageTime, steps, diverged) -> PassageTime:
+    if diverged is None:
+        return t
+    diverged = jnp.asarray(diverged, bool)
+    return PassageTime(time=jnp.where(diverged, steps[-1], t.time).astype(float), censored=t.censored | diverged)

@@ -79,7 +79,9 @@ def run_demo(config: DemoConfig = DemoConfig(), out: str | Path = "flatter-out/d
     results, traces = {}, {}
     for name, (eta, b) in variants.items():
         traj = sweep(jnp.asarray(eta), jnp.asarray(b), keys)
-        t = first_passage(traj.steps[0], traj.observables["recovery_error"], config.threshold)
+        t = first_passage(
+            traj.steps[0], traj.observables["recovery_error"], config.threshold, diverged=traj.diverged
+        )
         reached = ~np.asarray(t.censored)
         results[name] = {
             "eta": eta,

@@ -169,13 +169,19 @@ def predict_timescales(
 
 
 class StepsPrediction(NamedTuple):
-    """Predicted steps to a criterion, with the method used and whether the horizon was enough."""
+    """Predicted steps to a criterion, with the method used and whether the horizon was enough.
+
+    ``stable`` is False when :math:`\\eta h_\\max > 2(1+\beta)` (heavy ball diverges on the steepest
+    normal direction): then nothing is integrated, ``first = settle = inf``, ``censored`` is True and
+    ``method`` is ``"unstable"``.
+    """
 
     first: float
     settle: float
     censored: bool
     method: str
     model_evaluations: int
+    stable: bool = True
 
 
 def predict_steps(
@@ -200,7 +206,9 @@ def predict_steps(
     or, when :math:`\kappa` < ``kappa_flow`` (deep in the adiabatic regime, where the reduced ODE is
     the label-noise flow), the flow in :math:`t = \eta_\mathrm{eff}^2k` (:math:`T = t^*/
     \eta_\mathrm{eff}^2`). The horizon starts from :math:`\tau_2` and doubles until the criterion is
-    met (``censored`` otherwise). ``resolution`` is the number of integration steps per horizon.
+    met (``censored`` otherwise). ``resolution`` is the number of integration steps per horizon. At an
+    unstable point (:math:`\eta h_\max > 2(1+\beta)`) it says so (``stable=False``, infinite steps)
+    instead of predicting a finite time.
     """
     check_positive("eta", eta)
     check_momentum("beta", beta)
@@ -208,6 +216,8 @@ def predict_steps(
     kappa = float(critical_kappa(eta=eta, beta=beta, sigma=sigma, batch_size=batch_size))
     geo = measure_geometry(problem, params0)
     ts = predict_timescales(geo, eta=eta, beta=beta, sigma=sigma, batch_size=batch_size)
+    if not ts.stable:  # the discrete dynamics blow up: no limit dynamics describes them
+        return StepsPrediction(math.inf, math.inf, True, "unstable", 0, stable=False)
     use_flow = kappa < kappa_flow
     # A first horizon in the integration variable (t for the flow, s for the reduced ODE).
     horizon = 4.0 * ts.tau2 * (eta / a) ** 2 if use_flow else max(4.0 * ts.tau2 * a, 20.0)

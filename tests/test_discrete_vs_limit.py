@@ -51,3 +51,30 @@ def test_matrix_sensing(beta, etas):
     )
     assert order > 0.5
     assert errs[-1] < 0.1 * 137  # tr Hess L falls from 137 to 43 over t = 0.1
+
+
+def test_the_limit_error_is_reported_and_kept_below_the_discrepancy():
+    """With few records the old fixed limit step had more Euler error than the discrepancy it measured."""
+    problem = flatter.problems.toy_valley()
+    start = jnp.array([0.0, 1.0])
+    c = flatter.compare(
+        problem,
+        start,
+        eta=0.001,
+        beta=0.9,
+        sigma=1.0,
+        t1=2.0,
+        seeds=256,
+        records=4,
+        observable="y",
+        key=jax.random.key(0),
+        limit_substeps=1,
+    )
+    # An independent reference: the same flow with 4096 Euler steps per record.
+    flow = flatter.limit.label_noise_flow(problem, sigma=1.0, batch_size=1)
+    dt = 0.5 / 4096
+    ref = flatter.limit.integrate(problem, flow, start, t1=2.0, dt=dt, save_every=4096, observables=["y"])
+    true_error = np.abs(np.asarray(c.limit) - np.asarray(ref.observables["y"]))
+    assert c.limit_substeps > 1  # the step was refined
+    assert np.max(true_error) <= 2 * float(np.max(c.limit_error)) + 1e-12  # the estimate is honest
+    assert np.max(true_error) < 0.2 * c.max_discrepancy  # and the discrepancy is the dynamics', not Euler's

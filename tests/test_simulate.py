@@ -151,3 +151,27 @@ def test_progress_bar_runs(sensing, capsys):
         progress=True,
     )
     assert traj.steps[-1] == 40
+
+
+def test_a_diverged_run_is_censored_by_the_criteria_even_if_it_swung_through_the_band():
+    steps = jnp.array([0, 10, 20, 30])
+    values = jnp.array([1.0, 0.05, 0.02, 0.03])  # inside the band from step 10 on...
+    for criterion in (flatter.first_passage, flatter.settling_time):
+        clean = criterion(steps, values, 0.1)
+        flagged = criterion(steps, values, 0.1, diverged=jnp.asarray(True))  # ...but the run blew up
+        assert not bool(clean.censored) and bool(flagged.censored) and float(flagged.time) == 30.0
+    # A real blow-up: GD at eta h > 2 on x, whose |x| swings through a band around 0 before overflowing.
+    problem = flatter.problems.toy_valley(h0=1.0, curvature_slope=0.0)
+    traj = flatter.simulate(
+        problem,
+        flatter.heavy_ball(2.5, 0.0),
+        jnp.array([1e-3, 0.0]),
+        steps=2000,
+        key=jax.random.key(0),
+        record_every=1,
+        observables=["x"],
+    )
+    assert bool(traj.diverged)
+    assert bool(
+        flatter.first_passage(traj.steps, jnp.abs(traj.observables["x"]), 0.01, diverged=traj.diverged).censored
+    )

@@ -81,3 +81,18 @@ def test_alpha_is_v_shaped():
     np.testing.assert_allclose(timescales.alpha(g), [2.0, 1.5, 1.0, 0.8, 2 / 3, 0.75, 0.85], rtol=1e-6)
     np.testing.assert_allclose(timescales.alpha(g, "first")[4:], 2 / 3, rtol=1e-6)
     assert int(jnp.argmin(timescales.alpha(g))) == 4
+
+
+def test_predict_steps_says_when_the_point_is_unstable():
+    """eta h_max > 2(1 + beta): heavy ball diverges; the predictor must not return a finite time."""
+    problem = flatter.problems.toy_valley()  # h = 1 + y^2 = 2 at y = 1
+    start = jnp.array([0.0, 1.0])
+    bad = flatter.timescales.predict_steps(
+        problem, start, eta=2.5, beta=0.0, sigma=1.0, observable="abs_y", threshold=0.1
+    )
+    assert not bad.stable and bad.method == "unstable" and bad.censored
+    assert bad.settle == float("inf") and bad.first == float("inf")
+    good = flatter.timescales.predict_steps(
+        problem, start, eta=0.01, beta=0.9, sigma=1.0, observable="abs_y", threshold=0.1
+    )
+    assert good.stable and np.isfinite(good.settle)

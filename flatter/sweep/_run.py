@@ -100,13 +100,13 @@ def _run_fn(problem, params0, spec: SweepSpec, threshold: float, nesterov: bool,
             observables=[spec.observable],
         )
         values = traj.observables[spec.observable]
-        first = first_passage(traj.steps, values, threshold, below=spec.below)
-        settle = settling_time(traj.steps, values, threshold, below=spec.below)
+        first = first_passage(traj.steps, values, threshold, below=spec.below, diverged=traj.diverged)
+        settle = settling_time(traj.steps, values, threshold, below=spec.below, diverged=traj.diverged)
         return {
             "T_first": first.time,
             "T_settle": settle.time,
-            "censored_first": first.censored | traj.diverged,
-            "censored_settle": settle.censored | traj.diverged,
+            "censored_first": first.censored,
+            "censored_settle": settle.censored,
             "diverged": traj.diverged,
             "final_value": values[-1],
         }
