@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -155,6 +156,7 @@ def summarize(all_results: list[SweepResults]) -> dict:
             ]
         )
         opt = optimal_gamma(spec.gammas, spec.etas, times, cens)
+        summary["kappa_two_thirds"] = _kappa_two_thirds(spec)
         summary["gamma_star"] = {
             "gamma": opt.gamma,
             "ci": list(opt.ci),
@@ -165,6 +167,21 @@ def summarize(all_results: list[SweepResults]) -> dict:
             "alpha_vertex": opt.alpha_vertex,
         }
     return summary
+
+
+def _kappa_two_thirds(spec: SweepSpec) -> float:
+    """The along-valley coupling sigma^2/(4 B C^3) that sets the dynamics at gamma = 2/3 (THEORY §6.6).
+
+    At gamma = 2/3 every eta cancels from the reduced dynamics, so this number (with the valley's own
+    curvature) decides whether the motion along the valley is underdamped, which the settling penalty
+    above 2/3 needs. B is the number of noisy labels per step (1 for label-noise mode "one").
+    """
+    from .sweep._grid import _problem_facts
+
+    n = _problem_facts(spec.problem, json.dumps(spec.problem_kwargs, sort_keys=True))[1]
+    batch = spec.batch_sizes[0]
+    b = 1 if spec.label_noise_mode == "one" and batch is None else (n if batch is None else batch)
+    return float(spec.sigmas[0] ** 2 / (4 * b * spec.Cs[0] ** 3))
 
 
 def print_summary(summary: dict, problem: str) -> None:
@@ -181,6 +198,8 @@ def print_summary(summary: dict, problem: str) -> None:
         ci = row["ci"]
         settle = f"{row['alpha']:.2f} +- {row['se']:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]"
         dropped = f"  ({row['dropped_etas']} eta censored)" if row["dropped_etas"] else ""
+        if np.isfinite(row["alpha"]) and not determined(row):
+            dropped += f"  undetermined (s.e. > {UNDETERMINED_SE})"
         print(
             f"{row['variant']:<14} {row['gamma']:6.3f} {pred:9.2f}  {settle:>26}  "
             f"{first['alpha']:6.2f} +- {first['se']:.2f}{dropped}"
@@ -197,90 +216,199 @@ def print_summary(summary: dict, problem: str) -> None:
         )
         print(f"gamma*(eta): {per}")
         print(f"vertex of alpha_settle(gamma): {gs['alpha_vertex']:.3f}")
+        if summary.get("kappa_two_thirds") is not None:
+            print(
+                f"along-valley coupling at gamma = 2/3: sigma^2/(4 B C^3) = {summary['kappa_two_thirds']:.3g} "
+                "(eta cancels there; gamma* -> 2/3 only as eta -> 0, with finite-eta corrections)"
+            )
     print(f"censored runs (settling not reached within the horizon): {summary['censored']}")
     print(f"  of which diverged (non-finite parameters, masked): {summary.get('diverged', {})}")
 
 
+UNDETERMINED_SE = 0.15
+"""An exponent whose standard error exceeds this is *undetermined*: no fit line is drawn through it,
+its point is drawn hollow and grey with its whole interval, and the summary says so."""
+
+
+def determined(row: dict) -> bool:
+    """Whether a fitted exponent means something: finite, with a standard error <= UNDETERMINED_SE."""
+    return bool(np.isfinite(row["alpha"]) and np.isfinite(row["se"]) and row["se"] <= UNDETERMINED_SE)
+
+
+def _eta_axis(ax, etas) -> None:
+    """Ticks at the grid's eta values only, labelled compactly (no overlapping minor labels)."""
+    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
+
+    ticks, labels, last = sorted(etas), [], None
+    for e in ticks:  # a label only where it cannot collide with the previous one (a factor 1.5 apart)
+        labels.append(f"{e:.3g}" if last is None or e / last >= 1.5 else "")
+        last = e if labels[-1] else last
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.set_xticklabels(labels, fontsize=7, rotation=30)
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def plot(all_results: list[SweepResults], summary: dict, path: Path, problem: str) -> None:
+    """The paper's figure: T_settle against eta per gamma (fits where determined), and alpha(gamma).
+
+    Censored medians are drawn as lower bounds (hollow markers with an upward arrow), undetermined
+    fits are not drawn as lines, and every series left out of the left panel is named, with its
+    censored and diverged counts, in a note under the figure.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
-    colors = plt.cm.viridis(np.linspace(0, 0.9, len(GAMMAS_LOW) + len(GAMMAS_HIGH)))
-    color_of = dict(zip(GAMMAS_LOW + GAMMAS_HIGH, colors, strict=True))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), constrained_layout=True)
+    gammas_all = sorted({g for res in all_results for g in res.spec.gammas})
+    palette = plt.cm.tab10(np.arange(10))
+    color_of = {g: palette[i % 10] for i, g in enumerate(gammas_all)}
+    omitted: dict[str, np.ndarray] = {}  # variant -> [runs, censored, diverged]
+    all_etas: set[float] = set()
     for res in all_results:
         spec = res.spec
         etas = np.array(spec.etas)
-        for variant, marker, ls in (("sgdm", "o", "-"), ("sgd-same-eta", "x", ":")):
-            if variant not in spec.variants:
+        all_etas.update(spec.etas)
+        coords = dict(C=spec.Cs[0], sigma=spec.sigmas[0], batch_size=spec.batch_sizes[0])
+        for variant in spec.variants:
+            drawn = variant == "sgdm" or (variant == "sgd-same-eta" and spec.gammas)
+            if not drawn:
+                sel = res.sel(variant=variant)
+                counts = [sel["censored_settle"].size, sel["censored_settle"].sum(), sel["diverged"].sum()]
+                omitted[variant] = omitted.get(variant, 0) + np.array(counts)
                 continue
             for g in spec.gammas if variant == "sgdm" else spec.gammas[:1]:
-                d = res.sel(
-                    variant=variant, gamma=g, C=spec.Cs[0], sigma=spec.sigmas[0], batch_size=spec.batch_sizes[0]
-                )
+                d = res.sel(variant=variant, gamma=g, **coords)
                 t, c = d["T_settle"], d["censored_settle"]
                 med = np.median(np.where(c, np.inf, t), axis=-1)
                 lo, hi = np.percentile(t, 25, axis=-1), np.percentile(t, 75, axis=-1)
-                label = rf"$\gamma$={g:.2f}" if variant == "sgdm" else "SGD, same $\\eta$ (censored: lower bound)"
-                color = color_of.get(g, "k") if variant == "sgdm" else "gray"
-                shown = np.where(np.isfinite(med), med, np.max(t, axis=-1))
-                axes[0].errorbar(
-                    etas,
-                    shown,
-                    yerr=[shown - np.minimum(lo, shown), np.maximum(hi, shown) - shown],
-                    fmt=marker,
-                    color=color,
-                    label=label,
-                    ms=4,
-                    capsize=2,
-                )
+                color = color_of[g] if variant == "sgdm" else (0.4, 0.4, 0.4, 1.0)
+                label = rf"$\gamma$={g:.2f}" if variant == "sgdm" else "SGD, same $\\eta$"
+                known = np.isfinite(med)
+                if known.any():
+                    axes[0].errorbar(
+                        etas[known],
+                        med[known],
+                        yerr=[
+                            med[known] - np.minimum(lo[known], med[known]),
+                            np.maximum(hi[known], med[known]) - med[known],
+                        ],
+                        fmt="o" if variant == "sgdm" else "x",
+                        color=color,
+                        label=label,
+                        ms=4,
+                        capsize=2,
+                    )
+                    label = None
+                if (~known).any():  # censored median: the horizon is a lower bound
+                    bound = np.max(t, axis=-1)[~known]
+                    axes[0].errorbar(
+                        etas[~known],
+                        bound,
+                        yerr=0.35 * bound,
+                        lolims=True,
+                        fmt="o",
+                        mfc="none",
+                        color=color,
+                        ms=5,
+                        capsize=0,
+                        label=(label or "_") + " (censored: ≥ horizon)" if label else None,
+                    )
                 fit = summary["alpha"].get(f"{variant}|{g:.4f}|settle")
-                if fit and np.isfinite(fit["alpha"]):
-                    axes[0].plot(etas, fit["prefactor"] * etas ** -fit["alpha"], ls=ls, color=color, lw=1)
+                if fit and determined(fit):
+                    used = np.array(fit.get("medians", [np.nan] * len(etas)), float)
+                    span = etas[np.isfinite(used)] if np.isfinite(used).any() else etas
+                    grid = np.geomspace(span.min(), span.max(), 20)
+                    axes[0].plot(grid, fit["prefactor"] * grid ** -fit["alpha"], color=color, lw=1)
+    axes[0].plot([], [], "o", mfc="none", color="k", label="censored median: lower bound")
     axes[0].set(
         xscale="log",
         yscale="log",
         xlabel=r"$\eta$",
         ylabel=r"$T_\mathrm{settle}$ (steps; median, IQR)",
-        title=rf"{problem}: steps to settle, $1-\beta = C\eta^\gamma$",
+        title=rf"{problem}: steps to settle, $1-\beta = C\eta^\gamma$ (lines: determined fits)",
     )
-    axes[0].legend(fontsize=7, ncol=2)
+    _eta_axis(axes[0], all_etas)
+    low, high = axes[0].get_ylim()
+    axes[0].set_ylim(low / 6, high)  # room for the legend under the data
+    axes[0].legend(fontsize=7, ncol=3, loc="lower left")
+
     grid = np.linspace(0, 0.9, 91)
-    axes[1].plot(grid, alpha_theory(grid), "k-", lw=1, label="theory (settling)")
-    axes[1].plot(grid, alpha_theory(grid, "first"), "k:", lw=1, label="theory (first passage)")
+    axes[1].plot(grid, alpha_theory(grid), "k-", lw=1, label="theory, settling ($\\eta\\to 0$)")
+    axes[1].plot(grid, alpha_theory(grid, "first"), "k:", lw=1, label="theory, first passage")
+    lows = [0.0]
+    highs = [2.3]
     for variant, marker, color in (("sgdm", "o", "C0"), ("nesterov", "^", "C2"), ("sgd-eta-eff", "s", "C3")):
         for criterion, filled in (("settle", True), ("first", False)):
             rows = [r for r in summary["alpha"].values() if r["variant"] == variant and r["criterion"] == criterion]
-            if not rows:
-                continue
-            g = np.array([r["gamma"] for r in rows])
-            a = np.array([r["alpha"] for r in rows])
-            err = np.array([[r["alpha"] - r["ci"][0], r["ci"][1] - r["alpha"]] for r in rows]).T
-            axes[1].errorbar(
-                g + (0.005 if not filled else 0),
-                a,
-                yerr=np.abs(err),
-                fmt=marker,
-                color=color,
-                mfc=color if filled else "none",
-                capsize=2,
-                label=f"{variant}, {'settling' if filled else 'first passage'}",
-            )
+            good = [r for r in rows if determined(r)]
+            bad = [r for r in rows if not determined(r) and np.isfinite(r["alpha"])]
+            shift = 0.0 if filled else 0.006
+            if good:
+                g = np.array([r["gamma"] for r in good]) + shift
+                a = np.array([r["alpha"] for r in good])
+                err = np.abs(np.array([[r["alpha"] - r["ci"][0], r["ci"][1] - r["alpha"]] for r in good]).T)
+                axes[1].errorbar(
+                    g,
+                    a,
+                    yerr=err,
+                    fmt=marker,
+                    color=color,
+                    mfc=color if filled else "none",
+                    capsize=2,
+                    label=f"{variant}, {'settling' if filled else 'first passage'}",
+                )
+                lows.append(float(np.min(a - err[0])))
+            for r in bad:  # drawn, hollow and grey, with the whole interval: a value that is not a measurement
+                lo, hi = min(r["ci"][0], r["alpha"] - r["se"]), max(r["ci"][1], r["alpha"] + r["se"])
+                axes[1].errorbar(
+                    [r["gamma"] + shift],
+                    [r["alpha"]],
+                    yerr=[[r["alpha"] - lo], [hi - r["alpha"]]],
+                    fmt=marker,
+                    color="0.6",
+                    mfc="none",
+                    capsize=2,
+                )
+                axes[1].annotate(
+                    f"undetermined\n(s.e. {r['se']:.2f})",
+                    (r["gamma"] + shift, r["alpha"]),
+                    fontsize=6,
+                    color="0.4",
+                    xytext=(4, -12),
+                    textcoords="offset points",
+                )
+                lows.append(lo)
+                highs.append(hi)
     gs = summary["gamma_star"]
+    kappa = summary.get("kappa_two_thirds")
     if gs is not None:
-        axes[1].axvspan(
-            gs["ci"][0], gs["ci"][1], color="C1", alpha=0.15, label=rf"$\gamma^*$ at $\eta$={gs['eta']:g} (95% CI)"
+        lo, hi = gs["ci"]
+        axes[1].axvspan(min(lo, gs["gamma"] - 0.004), max(hi, gs["gamma"] + 0.004), color="C1", alpha=0.3, lw=0)
+        axes[1].axvline(gs["gamma"], color="C1", lw=1.5)
+        text = rf"measured $\gamma^*$ = {gs['gamma']:.3f} [{lo:.3f}, {hi:.3f}]" + "\n" + rf"at $\eta$ = {gs['eta']:g}"
+        if kappa is not None:
+            text += "\n" + rf"$\sigma^2/(4BC^3)$ = {kappa:.3g}"
+        axes[1].text(
+            gs["gamma"] + 0.01, 0.97, text, transform=axes[1].get_xaxis_transform(), fontsize=7, va="top", color="C1"
         )
-        axes[1].axvline(gs["gamma"], color="C1", lw=1)
+    axes[1].axvline(2 / 3, color="k", lw=0.6, ls="--")
     axes[1].set(
         xlabel=r"$\gamma$",
         ylabel=r"$\alpha$ in $T\propto\eta^{-\alpha}$ (95% bootstrap CI)",
-        title=r"exponent $\alpha(\gamma)$",
-        ylim=(0, 2.3),
+        title=r"exponent $\alpha(\gamma)$; theory's $\gamma^*$ = 2/3 is its $\eta\to 0$ limit",
+        ylim=(min(lows) - 0.05, max(highs) + 0.05),
     )
-    axes[1].legend(fontsize=7)
+    axes[1].legend(fontsize=7, loc="lower left")
+    if omitted:
+        notes = [
+            f"{v} ({n} runs, {c} censored, {d} diverged; its exponents are on the right)"
+            for v, (n, c, d) in omitted.items()
+        ]
+        fig.text(0.01, 0.005, "not drawn on the left: " + "; ".join(notes), fontsize=7, color="0.3")
+        fig.set_constrained_layout_pads(h_pad=0.25)
     fig.savefig(path, dpi=130)
     plt.close(fig)
 
