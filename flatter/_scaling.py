@@ -408,7 +408,7 @@ def plot(all_results: list[SweepResults], summary: dict, path: Path, problem: st
             for v, (n, c, d) in omitted.items()
         ]
         fig.text(0.01, 0.005, "not drawn on the left: " + "; ".join(notes), fontsize=7, color="0.3")
-        fig.set_constrained_layout_pads(h_pad=0.25)
+        fig.get_layout_engine().set(h_pad=0.25)
     fig.savefig(path, dpi=130)
     plt.close(fig)
 
