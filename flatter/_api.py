@@ -1,6 +1,13 @@
 """flatter's public names, re-exported explicitly (``flatter/__init__.py`` loads this module on first use)."""
 
-from . import limit as limit, problems as problems, sweep as sweep, timescales as timescales, valley as valley
+from . import (
+    data as data,
+    limit as limit,
+    problems as problems,
+    sweep as sweep,
+    timescales as timescales,
+    valley as valley,
+)
 from ._compare import Comparison as Comparison, compare as compare, plot_comparison as plot_comparison
 from ._criteria import (
     PassageTime as PassageTime,
