@@ -1,6 +1,7 @@
 """flatter's public names, re-exported explicitly (``flatter/__init__.py`` loads this module on first use)."""
 
 from . import (
+    curvature as curvature,
     data as data,
     limit as limit,
     problems as problems,

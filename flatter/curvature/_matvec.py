@@ -1,0 +1,62 @@
+"""Curvature-vector products of a Problem's loss on flat vectors, never forming a matrix."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+from jaxtyping import Array, Float
+
+from .._problem import Params, Problem
+
+Vector = Float[Array, " p"]
+
+
+def _batches(problem: Problem, batch_size: int | None):
+    """(inputs, targets) split into equal minibatches (the remainder dropped is refused instead)."""
+    n = problem.num_examples
+    if batch_size is None or batch_size >= n:
+        return problem.inputs[None], problem.targets[None]
+    if n % batch_size:
+        raise ValueError(f"batch_size must divide n={n} so that every example counts once, got {batch_size}")
+    shape = (n // batch_size, batch_size)
+    return problem.inputs.reshape(shape + problem.inputs.shape[1:]), problem.targets.reshape(
+        shape + problem.targets.shape[1:]
+    )
+
+
+def curvature_matvec(
+    problem: Problem, params: Params, *, kind: str = "hessian", batch_size: int | None = None
+) -> tuple[Callable[[Vector], Vector], Vector]:
+    r"""``(matvec, theta)``: :math:`v \mapsto \nabla^2 L\,v` (``kind="hessian"``) or :math:`J^\top J v/n`
+    (``"gauss_newton"``) at ``params``, on flat vectors.
+
+    :math:`L = \frac{1}{2n}\sum_a\|f_a - y_a\|^2` over all :math:`n` examples, accumulated over
+    minibatches of ``batch_size`` (``lax.map``; memory of one minibatch): the Hessian product is
+    forward-over-reverse (``jvp`` of ``grad``), the Gauss-Newton product one ``jvp`` and one ``vjp``.
+    Neither forms a :math:`p\times p` or :math:`n\times p` matrix.
+    """
+    if kind not in ("hessian", "gauss_newton"):
+        raise ValueError(f"kind must be one of 'hessian', 'gauss_newton', got {kind!r}")
+    theta, unravel = ravel_pytree(params)
+    xs, ys = _batches(problem, batch_size)
+    n = problem.num_examples
+
+    def batch_loss(t, x, y):  # this minibatch's share of L: sum over its examples / (2n)
+        r = problem.predict(unravel(t), x) - y
+        return 0.5 * jnp.sum(r**2) / n
+
+    def matvec(v: Vector) -> Vector:
+        def one(batch):
+            x, y = batch
+            if kind == "hessian":
+                return jax.jvp(jax.grad(lambda t: batch_loss(t, x, y)), (theta,), (v,))[1]
+            out, jv = jax.jvp(lambda t: problem.predict(unravel(t), x), (theta,), (v,))
+            _, pullback = jax.vjp(lambda t: problem.predict(unravel(t), x), theta)
+            return pullback(jv)[0] / n
+
+        return jnp.sum(jax.lax.map(one, (xs, ys)), axis=0)
+
+    return matvec, theta
