@@ -4,6 +4,7 @@ from . import (
     curvature as curvature,
     data as data,
     limit as limit,
+    models as models,
     problems as problems,
     sweep as sweep,
     timescales as timescales,
