@@ -22,6 +22,12 @@ from ._interpolate import (
     InterpolationInfo as InterpolationInfo,
     interpolate as interpolate,
 )
+from ._label_flip import (
+    LabelFlipConfig as LabelFlipConfig,
+    LabelFlipState as LabelFlipState,
+    draw_label_flip as draw_label_flip,
+    label_flip as label_flip,
+)
 from ._label_noise import (
     LabelNoiseConfig as LabelNoiseConfig,
     LabelNoiseState as LabelNoiseState,

@@ -211,7 +211,12 @@ def leading_label_noise(opt_state: Any) -> LabelNoiseState | None:
     also see the ``label_noise_folded`` flag). Wrappers such as ``inject_hyperparams`` are not looked
     into: those optimizers take the exact two-pass path.
     """
-    is_state = lambda x: isinstance(x, LabelNoiseState)
+    return leading_state(opt_state, LabelNoiseState)
+
+
+def leading_state(opt_state: Any, cls: type) -> Any:
+    """The state of type ``cls`` of the optimizer's first transform (see :func:`leading_label_noise`), or ``None``."""
+    is_state = lambda x: isinstance(x, cls)
     if sum(map(is_state, jax.tree.leaves(opt_state, is_leaf=is_state))) != 1:
         return None
     node = opt_state

@@ -21,6 +21,17 @@ def _test_loss(problem: Problem, params: Params) -> Scalar:
     return problem.test_loss(params)
 
 
+def _accuracy(problem: Problem, params: Params) -> Scalar:
+    return problem.accuracy(params)
+
+
+def _test_accuracy(problem: Problem, params: Params) -> Scalar:
+    return problem.accuracy(params, problem.test_inputs, problem.test_targets)
+
+
+LOSSES = ("squared", "cross_entropy")
+
+
 def _trace_hessian(problem: Problem, params: Params) -> Scalar:
     return problem.gauss_newton_trace(params)
 
@@ -57,6 +68,9 @@ class Problem:
         gradient instead of ``jax.vjp`` (a fused fast path; everything else uses autodiff).
       init_params: optional ``init_params(key) -> params``, the problem's standard initialization.
       name: a label used in results and figures.
+      loss: ``"squared"`` (the default; everything in flatter applies) or ``"cross_entropy"`` (softmax
+        cross-entropy on one-hot or soft targets of shape ``(n, classes)``, with ``accuracy``
+        observables; the valley machinery, which needs a zero-loss set, does not apply).
 
     Examples:
       >>> import jax.numpy as jnp, flatter
@@ -80,6 +94,7 @@ class Problem:
         pullback: Callable[[Params, Array, Array], Params] | None = None,
         init_params: Callable[[Any], Params] | None = None,
         name: str = "custom",
+        loss: str = "squared",
     ):
         if not callable(predict):
             raise TypeError(f"predict must be a callable predict(params, inputs), got {predict!r}")
@@ -110,14 +125,28 @@ class Problem:
         self.test_inputs, self.test_targets = test_inputs, test_targets
         self.extras = dict(extras or {})
         self.name = name
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(map(repr, LOSSES))}, got {loss!r}")
+        if loss == "cross_entropy" and targets.ndim != 2:
+            raise ValueError(
+                f"targets must be one-hot (or soft) class vectors of shape (n, classes) for loss='cross_entropy', "
+                f"got shape {targets.shape} (use jax.nn.one_hot(labels, classes))"
+            )
+        self.loss_kind = loss
         self._trace_hessian = trace_hessian
         if pullback is not None and not callable(pullback):
             raise TypeError(f"pullback must be a callable pullback(params, inputs, cotangent), got {pullback!r}")
         self.pullback = pullback
         self._init_params = init_params
-        obs: dict[str, Observable] = {"loss": _loss, "trace_hessian": _trace_hessian}
+        obs: dict[str, Observable] = {"loss": _loss}
+        if loss == "squared":  # tr(J^T J)/n is the Hessian's trace on the valley of a squared loss only
+            obs["trace_hessian"] = _trace_hessian
+        else:
+            obs["accuracy"] = _accuracy
         if test_inputs is not None:
             obs["test_loss"] = _test_loss
+            if loss == "cross_entropy":
+                obs["test_accuracy"] = _test_accuracy
         for key, fn in (observables or {}).items():
             if not callable(fn):
                 raise TypeError(f"observable {key!r} must be callable fn(problem, params)")
@@ -127,14 +156,24 @@ class Problem:
     # -- pytree ---------------------------------------------------------------------------------
     def tree_flatten(self):
         children = (self.inputs, self.targets, self.test_inputs, self.test_targets, self.extras)
-        aux = (self.predict, self.observables, self._trace_hessian, self.pullback, self._init_params, self.name)
+        aux = (
+            self.predict,
+            self.observables,
+            self._trace_hessian,
+            self.pullback,
+            self._init_params,
+            self.name,
+            self.loss_kind,
+        )
         return children, aux
 
     @classmethod
     def tree_unflatten(cls, aux, children):
         obj = object.__new__(cls)
         obj.inputs, obj.targets, obj.test_inputs, obj.test_targets, obj.extras = children
-        obj.predict, obj.observables, obj._trace_hessian, obj.pullback, obj._init_params, obj.name = aux
+        (obj.predict, obj.observables, obj._trace_hessian, obj.pullback, obj._init_params, obj.name, obj.loss_kind) = (
+            aux
+        )
         return obj
 
     def __repr__(self) -> str:
@@ -214,9 +253,31 @@ class Problem:
         return self.residuals(params).reshape(-1)
 
     def loss(self, params: Params, inputs: Array | None = None, targets: Array | None = None) -> Scalar:
-        """:math:`\\frac{1}{2m}\\sum_a \\|f(\\theta, x_a) - y_a\\|^2` over the given examples."""
+        """The mean loss over the given examples (the training data by default).
+
+        Squared: :math:`\\frac{1}{2m}\\sum_a \\|f(\\theta, x_a) - y_a\\|^2`; cross-entropy:
+        :math:`-\\frac1m\\sum_a \\sum_k y_{ak}\\log\\mathrm{softmax}(f_a)_k` with one-hot (or soft) targets.
+        """
+        if self.loss_kind == "cross_entropy":
+            inputs = self.inputs if inputs is None else inputs
+            targets = self.targets if targets is None else targets
+            logits = self.predict(params, inputs)
+            return -jnp.sum(targets * jax.nn.log_softmax(logits)) / logits.shape[0]
         r = self.residuals(params, inputs, targets)
         return 0.5 * jnp.sum(r**2) / r.shape[0]
+
+    def output_gradient(self, outputs: Array, targets: Array) -> Array:
+        """:math:`\\partial \\ell/\\partial f` per example: :math:`f - y` (squared) or
+        :math:`\\mathrm{softmax}(f)\\sum_k y_k - y` (cross-entropy); the gradient is its pullback / m."""
+        if self.loss_kind == "cross_entropy":
+            return jax.nn.softmax(outputs) * jnp.sum(targets, axis=-1, keepdims=True) - targets
+        return outputs - targets
+
+    def accuracy(self, params: Params, inputs: Array | None = None, targets: Array | None = None) -> Scalar:
+        """The fraction of examples whose largest output is the target's class (argmax of the targets)."""
+        inputs = self.inputs if inputs is None else inputs
+        targets = self.targets if targets is None else targets
+        return jnp.mean(jnp.argmax(self.predict(params, inputs), -1) == jnp.argmax(targets, -1))
 
     def test_loss(self, params: Params) -> Scalar:
         """The same loss on the held-out data."""
@@ -226,6 +287,11 @@ class Problem:
 
     def gauss_newton_trace(self, params: Params) -> Scalar:
         """:math:`\\mathrm{tr}(J^\\top J)/n`: equal to :math:`\\mathrm{tr}\\nabla^2 L` on the valley."""
+        if self.loss_kind != "squared":
+            raise ValueError(
+                "gauss_newton_trace is tr(J^T J)/n, the Hessian's trace on the valley of a squared loss; for "
+                f"loss={self.loss_kind!r} use flatter.curvature.hutchinson_trace"
+            )
         if self._trace_hessian is not None:
             return self._trace_hessian(self, params)
         jac = jax.jacrev(lambda p: self.predict(p, self.inputs))(params)

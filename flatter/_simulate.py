@@ -13,7 +13,8 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree
 
-from ._label_noise import check_full_batch_mode, draw_label_noise, leading_label_noise
+from ._label_flip import LabelFlipState, draw_label_flip
+from ._label_noise import check_full_batch_mode, draw_label_noise, leading_label_noise, leading_state
 from ._precision import full_precision
 from ._problem import Observable, Params, Problem
 from ._structural_jit import structural_jit
@@ -86,7 +87,8 @@ def make_step(problem: Problem, optimizer: optax.GradientTransformation, batch_s
     The gradient is that of the minibatch loss
     :math:`L_\mathcal{B} = \frac{1}{2B}\sum_{a\in\mathcal{B}}\|f_a - y_a\|^2` over :math:`B` examples
     drawn without replacement with ``key`` (all :math:`n` when ``batch_size`` is ``None``):
-    :math:`g = \frac1B J_\mathcal{B}^\top r_\mathcal{B}` with :math:`r = f - y`, by one forward pass and
+    :math:`g = \frac1B J_\mathcal{B}^\top r_\mathcal{B}` with :math:`r = f - y` (for
+    ``loss="cross_entropy"``, :math:`r = \mathrm{softmax}(f) - y`), by one forward pass and
     one pullback (the problem's closed-form :attr:`Problem.pullback` when it has one, autodiff
     otherwise). The optimizer receives the extra arguments ``predict_fn`` (the model on this batch)
     and ``full_batch``, which :func:`flatter.label_noise` uses; transforms that need none ignore them.
@@ -101,7 +103,10 @@ def make_step(problem: Problem, optimizer: optax.GradientTransformation, batch_s
 
     then calls the optimizer with ``folded_label_noise`` (the transform's state after that draw),
     which the transform adopts instead of drawing again: the update of the composable two-pass
-    transform (to rounding) at the cost of one pass.
+    transform (to rounding) at the cost of one pass. :func:`flatter.label_flip` first in the
+    optimizer is folded the same way: the step differentiates at the flipped labels
+    (``folded_label_flip``). Every transform also receives the extra argument ``targets`` (the
+    batch's targets).
     """
     step = _make_step(problem, optimizer, batch_size)
 
@@ -133,7 +138,11 @@ def _make_step(problem: Problem, optimizer: optax.GradientTransformation, batch_
         else:
             out = predict_fn(params)
             pullback = lambda cotangent: (problem.pullback(params, xb, cotangent),)
-        residual = out - yb
+        flip_state = leading_state(opt_state, LabelFlipState)
+        labels = yb
+        if flip_state is not None:  # differentiate at this step's flipped labels directly (one pass)
+            labels, flip_state = draw_label_flip(flip_state, yb)
+        residual = problem.output_gradient(out, labels)  # f - y for the squared loss
         noise_state = leading_label_noise(opt_state)
         if noise_state is not None:
             check_full_batch_mode(noise_state.config.mode, full_batch)
@@ -148,7 +157,9 @@ def _make_step(problem: Problem, optimizer: optax.GradientTransformation, batch_
             params,
             predict_fn=predict_fn,
             full_batch=full_batch,
+            targets=yb,
             folded_label_noise=noise_state,
+            folded_label_flip=flip_state,
         )
         return optax.apply_updates(params, updates), opt_state, jnp.all(jnp.isfinite(out))
 

@@ -33,7 +33,7 @@ def curvature_matvec(
     r"""``(matvec, theta)``: :math:`v \mapsto \nabla^2 L\,v` (``kind="hessian"``) or :math:`J^\top J v/n`
     (``"gauss_newton"``) at ``params``, on flat vectors.
 
-    :math:`L = \frac{1}{2n}\sum_a\|f_a - y_a\|^2` over all :math:`n` examples, accumulated over
+    :math:`L` is the problem's mean loss over all :math:`n` examples (squared or cross-entropy), accumulated over
     minibatches of ``batch_size`` (``lax.map``; memory of one minibatch): the Hessian product is
     forward-over-reverse (``jvp`` of ``grad``), the Gauss-Newton product one ``jvp`` and one ``vjp``.
     Neither forms a :math:`p\times p` or :math:`n\times p` matrix.
@@ -44,9 +44,13 @@ def curvature_matvec(
     xs, ys = _batches(problem, batch_size)
     n = problem.num_examples
 
-    def batch_loss(t, x, y):  # this minibatch's share of L: sum over its examples / (2n)
-        r = problem.predict(unravel(t), x) - y
-        return 0.5 * jnp.sum(r**2) / n
+    if kind == "gauss_newton" and problem.loss_kind != "squared":
+        raise ValueError(
+            f"kind='gauss_newton' is J^T J/n, the squared loss's; use kind='hessian' for {problem.loss_kind}"
+        )
+
+    def batch_loss(t, x, y):  # this minibatch's share of L (its mean loss weighted by its size / n)
+        return problem.loss(unravel(t), x, y) * x.shape[0] / n
 
     def matvec(v: Vector) -> Vector:
         def one(batch):
