@@ -69,9 +69,7 @@ def test_transform_is_the_gradient_at_the_flipped_labels():
     key = jax.random.key(5)
     tx = flatter.label_flip(0.5, key=key, num_classes=K)
     state = tx.init(params)
-    grads = (
-        jax.grad(loss_at)(params, problem, problem.targets) if False else jax.grad(lambda p: problem.loss(p))(params)
-    )
+    grads = jax.grad(lambda p: problem.loss(p))(params)
     noisy, new_state = tx.update(
         grads, state, params, predict_fn=lambda p: problem.predict(p, problem.inputs), targets=problem.targets
     )
