@@ -169,7 +169,7 @@ def summarize(all_results: list[SweepResults]) -> dict:
     return summary
 
 
-def _kappa_two_thirds(spec: SweepSpec) -> float:
+def _kappa_two_thirds(spec: SweepSpec) -> float | None:
     """The along-valley coupling sigma^2/(4 B C^3) that sets the dynamics at gamma = 2/3 (THEORY §6.6).
 
     At gamma = 2/3 every eta cancels from the reduced dynamics, so this number (with the valley's own
@@ -178,6 +178,10 @@ def _kappa_two_thirds(spec: SweepSpec) -> float:
     """
     from .sweep._grid import _problem_facts
 
+    if spec.problem_digest is not None:  # a user's problem: n is not known from the spec alone
+        if spec.label_noise_mode != "one" or spec.batch_sizes[0] is not None:
+            return None
+        return float(spec.sigmas[0] ** 2 / (4 * spec.Cs[0] ** 3))
     n = _problem_facts(spec.problem, json.dumps(spec.problem_kwargs, sort_keys=True))[1]
     batch = spec.batch_sizes[0]
     b = 1 if spec.label_noise_mode == "one" and batch is None else (n if batch is None else batch)

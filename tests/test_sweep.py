@@ -154,3 +154,55 @@ def test_flow_reference_agrees_with_the_library_integrator():
     assert ref.flow_time == pytest.approx(float(exact.time), rel=0.03)
     grad = flatter.valley.riemannian_gradient_trace(problem, params)
     assert ref.grad_norm == pytest.approx(float(np.linalg.norm(grad)), rel=1e-4)
+
+
+def user_valley(name="my-valley", slope=1.0):
+    """The toy valley written by a user: a predict function, no registry."""
+    import jax.numpy as jnp
+
+    def predict(theta, x):
+        return jnp.sqrt(1.0 + slope * theta[1] ** 2) * theta[0] * x[:, 0]
+
+    observables = {"abs_y": lambda problem, theta: jnp.abs(theta[1])}
+    return flatter.Problem(predict, jnp.ones((1, 1)), jnp.zeros(1), observables=observables, name=name)
+
+
+def test_a_users_own_problem_sweeps_resumes_fits_and_plots(tmp_path):
+    import jax.numpy as jnp
+
+    from flatter._scaling import plot, summarize
+
+    problem = user_valley()
+    spec = SweepSpec.for_problem(
+        problem,
+        gammas=(0.5, 2 / 3),
+        etas=(0.01, 0.004, 0.0016),
+        seeds=4,
+        observable="abs_y",
+        threshold=0.1,
+        phase1=False,
+        variants=("sgdm",),
+        max_steps=2**14,
+    )
+    start = jnp.array([0.0, 1.0])
+    assert run_sweep(spec, tmp_path, problem=problem, params0=start, chunk_size=4, max_chunks=1, progress=False) is None
+    res = run_sweep(spec, tmp_path, problem=problem, params0=start, progress=False)
+    # The same dynamics as the registered toy valley, run for run (the keys depend only on the run index).
+    builtin = run_sweep(
+        toy_spec(gammas=(0.5, 2 / 3), etas=(0.01, 0.004, 0.0016), variants=("sgdm",), seeds=4, max_steps=2**14),
+        tmp_path / "builtin",
+        progress=False,
+    )
+    np.testing.assert_array_equal(res.data["T_settle"], builtin.data["T_settle"])
+    loaded = load(tmp_path)
+    assert loaded.spec == spec and loaded.spec.problem_digest == flatter.sweep.problem_digest(problem)
+    summary = summarize([loaded])
+    assert summary["alpha"]["sgdm|0.5000|settle"]["alpha"] == pytest.approx(1.0, abs=0.15)
+    plot([loaded], summary, tmp_path / "fig.png", "my-valley")
+    assert (tmp_path / "fig.png").stat().st_size > 10_000
+    with pytest.raises(ValueError, match="problem does not match the spec"):
+        run_sweep(spec, tmp_path / "other", problem=user_valley(slope=2.0, name="my-valley-2"), params0=start)
+    with pytest.raises(ValueError, match="pass it as problem="):
+        run_sweep(spec, tmp_path / "other2")
+    with pytest.raises(ValueError, match="observable must be one of"):
+        SweepSpec.for_problem(problem, observable="recovery_error", phase1=False)

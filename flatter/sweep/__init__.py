@@ -8,7 +8,7 @@ from ._fit import (
     power_law as power_law,
     vertex as vertex,
 )
-from ._grid import VARIANTS as VARIANTS, SweepSpec as SweepSpec
+from ._grid import VARIANTS as VARIANTS, SweepSpec as SweepSpec, problem_digest as problem_digest
 from ._results import SweepResults as SweepResults, load as load
 from ._run import horizons as horizons, prepare as prepare, run_sweep as run_sweep
 from ._store import SweepIncomplete as SweepIncomplete, SweepStoreError as SweepStoreError

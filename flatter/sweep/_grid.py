@@ -56,12 +56,18 @@ class SweepSpec:
     records: int = 256
     phase1: bool = True
     seed: int = 0
+    problem_digest: str | None = None
 
     def __post_init__(self):
         # Everything is checked here, before a folder is touched or anything is traced.
         if not isinstance(self.problem, str):
-            raise TypeError(f"problem must be the name of a registered problem, got {self.problem!r}")
-        check_choice("problem", self.problem, tuple(_registry()))
+            raise TypeError(
+                f"problem must be the name of a registered problem (or use SweepSpec.for_problem), got {self.problem!r}"
+            )
+        if self.problem_digest is None:
+            check_choice("problem", self.problem, tuple(_registry()))
+        elif not isinstance(self.problem_digest, str):
+            raise TypeError(f"problem_digest must be a string (see SweepSpec.for_problem), got {self.problem_digest!r}")
         if not isinstance(self.problem_kwargs, dict):
             raise TypeError(f"problem_kwargs must be a dict of keyword arguments, got {self.problem_kwargs!r}")
         for name in ("variants", "gammas", "Cs", "etas", "sigmas", "batch_sizes"):
@@ -100,7 +106,13 @@ class SweepSpec:
         for g, C, eta in itertools.product(self.gammas, self.Cs, self.etas):
             if not 0 < C * eta**g <= 1:
                 raise ValueError(f"1 - beta = C*eta**gamma must be in (0, 1]: C={C}, eta={eta}, gamma={g}")
+        if self.problem_digest is not None:
+            return  # a user's Problem: run_sweep checks the observable and batch sizes against it
         observables, n = _problem_facts(self.problem, json.dumps(self.problem_kwargs, sort_keys=True))
+        self.check_against(observables, n)
+
+    def check_against(self, observables: tuple[str, ...], n: int) -> None:
+        """Raise unless the observable exists and the batch sizes fit a problem with these facts."""
         if self.observable not in observables:
             raise ValueError(
                 f"observable must be one of the problem's observables {list(observables)}, got {self.observable!r}"
@@ -113,6 +125,28 @@ class SweepSpec:
                 "variants 'sgdm-no-label-noise' needs minibatch noise: every batch_sizes entry must be below "
                 f"n={n}, got {self.batch_sizes}"
             )
+
+    @classmethod
+    def for_problem(cls, problem: Any, **fields: Any) -> SweepSpec:
+        """A spec for a user's own :class:`flatter.Problem` (from a predict function or an nnx module).
+
+        The spec records the problem's name and a digest of its data (:func:`problem_digest`), so the
+        results folder can tell it from any other problem; pass the same problem to
+        :func:`flatter.sweep.run_sweep` (``problem=``). Everything else is as for a registered
+        problem, and the observable and batch sizes are checked against this problem now.
+
+        Examples:
+          >>> import jax.numpy as jnp, flatter
+          >>> problem = flatter.Problem(lambda w, x: x @ (w * w), jnp.eye(2), jnp.ones(2), name="quadratic")
+          >>> spec = flatter.sweep.SweepSpec.for_problem(problem, observable="loss", threshold=1e-3, phase1=False)
+          >>> print(spec.problem, len(spec.problem_digest))
+          quadratic 16
+        """
+        if "problem" in fields or "problem_kwargs" in fields or "problem_digest" in fields:
+            raise TypeError("for_problem takes the problem itself: drop problem, problem_kwargs and problem_digest")
+        spec = cls(problem=problem.name, problem_digest=problem_digest(problem), **fields)
+        spec.check_against(problem.observable_names, problem.num_examples)
+        return spec
 
     @property
     def axes(self) -> dict[str, tuple]:
@@ -178,3 +212,19 @@ def _problem_facts(name: str, kwargs_json: str) -> tuple[tuple[str, ...], int]:
 
     problem = make_problem(name, **json.loads(kwargs_json))
     return problem.observable_names, problem.num_examples
+
+
+def problem_digest(problem: Any) -> str:
+    """A digest of a Problem's name, loss, observables and data arrays (its identity in a results folder).
+
+    The model's code cannot be hashed reliably, so two problems that differ only in their predict
+    function share a digest: give them different names.
+    """
+    digest = hashlib.sha256()
+    digest.update(f"{problem.name}|{getattr(problem, 'loss_kind', 'squared')}|{problem.observable_names}".encode())
+    for leaf in (problem.inputs, problem.targets, problem.test_inputs, problem.test_targets):
+        if leaf is not None:
+            array = np.asarray(leaf)
+            digest.update(f"{array.shape}{array.dtype}".encode())
+            digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:16]

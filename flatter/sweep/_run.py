@@ -23,17 +23,38 @@ from .._simulate import simulate_records
 from .._validation import check_positive_int
 from ..problems import make_problem
 from ..timescales import settle_estimate
-from ._grid import SweepSpec
+from ._grid import SweepSpec, problem_digest
 from ._reference import flow_reference
 from ._results import FIELDS, SweepResults
 from ._store import chunk_files, claim_folder, done_runs, read_chunk, write_chunk, write_plan
 
 
-def prepare(spec: SweepSpec):
-    """The problem and the start point of phase 2 (after phase 1 when ``spec.phase1``)."""
-    problem = make_problem(spec.problem, **spec.problem_kwargs)
-    key = jax.random.key(spec.seed)
-    params0 = problem.init_params(key)
+def prepare(spec: SweepSpec, problem=None, params0=None):
+    """The problem and the start point of phase 2 (after phase 1 when ``spec.phase1``).
+
+    A registered problem is built from ``spec``; a user's problem (``SweepSpec.for_problem``) must be
+    passed as ``problem`` (its data digest is checked) with ``params0`` or an ``init_params``.
+    """
+    if spec.problem_digest is None:
+        if problem is not None:
+            raise ValueError(
+                f"spec names the registered problem {spec.problem!r}; build the spec with SweepSpec.for_problem "
+                "to sweep your own problem"
+            )
+        problem = make_problem(spec.problem, **spec.problem_kwargs)
+    else:
+        if problem is None:
+            raise ValueError(
+                f"spec is for a user's problem ({spec.problem!r}, digest {spec.problem_digest}): pass it as problem="
+            )
+        if problem_digest(problem) != spec.problem_digest:
+            raise ValueError(
+                f"problem does not match the spec: its digest is {problem_digest(problem)}, the spec was built for "
+                f"{spec.problem_digest} (other data, name or observables)"
+            )
+    if params0 is None:
+        params0 = problem.init_params(jax.random.key(spec.seed))
+    problem.check_params(params0)
     if spec.phase1:
         params0, _ = interpolate(problem, params0)
     return problem, params0
@@ -185,11 +206,16 @@ def run_sweep(
     max_chunks: int | None = None,
     shard: bool = True,
     verbose: bool = False,
+    problem=None,
+    params0=None,
 ) -> SweepResults | None:
     """Run (or resume) ``spec`` into the folder ``out``; returns the results once every chunk is done.
 
-    Setup: phase 1, then the label-noise flow from the start point (:func:`flow_reference`, a few
-    seconds) that sizes every run's horizon. Runs are grouped by (variant, batch size, horizon) and
+    The problem is the registered one ``spec`` names, or a user's own ``problem`` (a
+    :class:`flatter.Problem` from a predict function or an nnx module, with ``params0`` unless it has
+    ``init_params``) for a spec made by ``SweepSpec.for_problem``. Setup: phase 1, then the
+    label-noise flow from the start point (:func:`flow_reference`, a few seconds) that sizes every
+    run's horizon. Runs are grouped by (variant, batch size, horizon) and
     cut into chunks of ``chunk_size`` runs (padded to a multiple of the device count). Each chunk is
     one call of a jitted, vmapped function whose inputs include the steps between records, so it is
     compiled once per optimizer structure (plain or Nesterov momentum, with or without label noise)
@@ -206,11 +232,19 @@ def run_sweep(
     """
     with full_precision():
         return _run_sweep(
-            spec, out, chunk_size=chunk_size, progress=progress, max_chunks=max_chunks, shard=shard, verbose=verbose
+            spec,
+            out,
+            chunk_size=chunk_size,
+            progress=progress,
+            max_chunks=max_chunks,
+            shard=shard,
+            verbose=verbose,
+            problem=problem,
+            params0=params0,
         )
 
 
-def _run_sweep(spec, out, *, chunk_size, progress, max_chunks, shard, verbose):
+def _run_sweep(spec, out, *, chunk_size, progress, max_chunks, shard, verbose, problem, params0):
     if not isinstance(spec, SweepSpec):
         raise TypeError(f"spec must be a flatter.sweep.SweepSpec, got {type(spec).__name__}")
     chunk_size = check_positive_int("chunk_size", chunk_size)
@@ -222,7 +256,7 @@ def _run_sweep(spec, out, *, chunk_size, progress, max_chunks, shard, verbose):
     claim_folder(out, spec, writer)
 
     start = time.perf_counter()
-    problem, params0 = prepare(spec)
+    problem, params0 = prepare(spec, problem, params0)
     points = spec.points()
     threshold = resolved_threshold(problem, params0, spec)
     reference = flow_reference(
