@@ -22,8 +22,7 @@ def read_idx(path: str | Path) -> np.ndarray:
       >>> import gzip, struct, tempfile, pathlib
       >>> from flatter.data import read_idx
       >>> path = pathlib.Path(tempfile.mkdtemp()) / "x-idx1-ubyte.gz"
-      >>> path.write_bytes(gzip.compress(struct.pack(">BBBBI", 0, 0, 8, 1, 3) + bytes([7, 8, 9])))
-      23
+      >>> _ = path.write_bytes(gzip.compress(struct.pack(">BBBBI", 0, 0, 8, 1, 3) + bytes([7, 8, 9])))
       >>> print(read_idx(path))
       [7 8 9]
     """
