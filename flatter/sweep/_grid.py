@@ -165,7 +165,10 @@ class SweepSpec:
         return tuple(len(v) for v in self.axes.values())
 
     def to_json(self) -> dict:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        fields = dataclasses.asdict(self)
+        if fields["problem_digest"] is None:  # registered problems keep the digests they always had
+            del fields["problem_digest"]
+        return json.loads(json.dumps(fields))
 
     @property
     def digest(self) -> str:
