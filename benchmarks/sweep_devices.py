@@ -21,7 +21,7 @@ CHILD = """
 import dataclasses, json, sys, time
 import jax
 from flatter.sweep import SweepSpec, run_sweep
-from flatter._scaling import presets
+from flatter.drivers.scaling import presets
 seeds, out, problem = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 if problem == "toy-valley":
     spec = SweepSpec(problem="toy-valley", gammas=(0.5, 0.6, 2 / 3, 0.75, 0.85), etas=(0.01, 0.004, 0.0016, 0.00064),

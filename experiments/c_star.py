@@ -8,7 +8,7 @@ reduced-ODE prediction, and the fitted exponent of C* ~ sigma^p (predicted p = 2
 
 import argparse
 
-from flatter._cstar import run_cstar
+from flatter.drivers.cstar import run_cstar
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -11,7 +11,7 @@ Writes OUT/toy-valley/PRESET/scaling.png, summary.json and the per-run sweeps (r
 
 import argparse
 
-from flatter._scaling import run_scaling
+from flatter.drivers.scaling import run_scaling
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -8,6 +8,7 @@ from . import (
     problems as problems,
     sweep as sweep,
     timescales as timescales,
+    transforms as transforms,
     valley as valley,
 )
 from ._compare import Comparison as Comparison, compare as compare, plot_comparison as plot_comparison
@@ -16,31 +17,28 @@ from ._criteria import (
     first_passage as first_passage,
     settling_time as settling_time,
 )
-from ._heavy_ball import heavy_ball as heavy_ball
 from ._interpolate import (
     InterpolationError as InterpolationError,
     InterpolationInfo as InterpolationInfo,
     interpolate as interpolate,
 )
-from ._label_flip import (
+from ._problem import Problem as Problem
+from ._simulate import Trajectory as Trajectory, make_step as make_step, simulate as simulate
+from .transforms import (
     LabelFlipConfig as LabelFlipConfig,
     LabelFlipState as LabelFlipState,
-    draw_label_flip as draw_label_flip,
-    label_flip as label_flip,
-)
-from ._label_noise import (
     LabelNoiseConfig as LabelNoiseConfig,
     LabelNoiseState as LabelNoiseState,
+    ScaledHeavyBallState as ScaledHeavyBallState,
+    SNGMState as SNGMState,
+    draw_label_flip as draw_label_flip,
     draw_label_noise as draw_label_noise,
+    heavy_ball as heavy_ball,
+    label_flip as label_flip,
     label_noise as label_noise,
     label_perturbation as label_perturbation,
     leading_label_noise as leading_label_noise,
-)
-from ._momentum_rule import (
-    ScaledHeavyBallState as ScaledHeavyBallState,
     momentum_rule as momentum_rule,
     scaled_heavy_ball as scaled_heavy_ball,
+    sngm as sngm,
 )
-from ._problem import Problem as Problem
-from ._simulate import Trajectory as Trajectory, make_step as make_step, simulate as simulate
-from ._sngm import SNGMState as SNGMState, sngm as sngm

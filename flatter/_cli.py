@@ -136,15 +136,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> None:
     if args.command == "scaling":
-        from ._scaling import run_scaling
+        from .drivers.scaling import run_scaling
 
         run_scaling(args.problem, args.preset, args.out, progress=not args.no_progress, verbose=args.verbose)
     elif args.command == "cstar":
-        from ._cstar import run_cstar
+        from .drivers.cstar import run_cstar
 
         run_cstar(args.problem, args.preset, args.out)
     elif args.command == "demo":
-        from ._demo import DemoConfig, run_demo
+        from .drivers.demo import DemoConfig, run_demo
 
         run_demo(DemoConfig(seeds=args.seeds, steps=args.steps), out=args.out)
 

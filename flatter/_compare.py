@@ -11,13 +11,13 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._heavy_ball import heavy_ball
-from ._label_noise import label_noise
 from ._problem import Params, Problem
 from ._simulate import simulate
 from ._validation import check_momentum, check_positive, check_positive_int
 from .limit._dynamics import label_noise_flow
 from .limit._integrate import integrate
+from .transforms._heavy_ball import heavy_ball
+from .transforms._label_noise import label_noise
 from .valley._projection import project
 
 

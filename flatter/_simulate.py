@@ -13,12 +13,12 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree
 
-from ._label_flip import LabelFlipState, draw_label_flip
-from ._label_noise import check_full_batch_mode, draw_label_noise, leading_label_noise, leading_state
 from ._precision import full_precision
 from ._problem import Observable, Params, Problem
 from ._structural_jit import structural_jit
 from ._validation import check_key, check_positive_int, is_concrete
+from .transforms._label_flip import LabelFlipState, draw_label_flip
+from .transforms._label_noise import check_full_batch_mode, draw_label_noise, leading_label_noise, leading_state
 
 
 @partial(

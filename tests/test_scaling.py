@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from flatter._scaling import run_scaling
+from flatter.drivers.scaling import run_scaling
 
 THEORY_TOY_ROW = {0.0: 2.04, 0.25: 1.55, 0.5: 1.02, 0.6: 0.79, 2 / 3: 0.68, 0.75: 0.72, 0.85: 0.83}
 

@@ -170,7 +170,7 @@ def user_valley(name="my-valley", slope=1.0):
 def test_a_users_own_problem_sweeps_resumes_fits_and_plots(tmp_path):
     import jax.numpy as jnp
 
-    from flatter._scaling import plot, summarize
+    from flatter.drivers.scaling import plot, summarize
 
     problem = user_valley()
     spec = SweepSpec.for_problem(

@@ -14,15 +14,15 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from .._criteria import first_passage, settling_time
-from .._heavy_ball import heavy_ball
 from .._interpolate import interpolate
 from .._io import environment
-from .._label_noise import label_noise
 from .._precision import full_precision
 from .._simulate import simulate_records
 from .._validation import check_positive_int
 from ..problems import make_problem
 from ..timescales import settle_estimate
+from ..transforms._heavy_ball import heavy_ball
+from ..transforms._label_noise import label_noise
 from ._grid import SweepSpec, problem_digest
 from ._reference import flow_reference
 from ._results import FIELDS, SweepResults

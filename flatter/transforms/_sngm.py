@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ._validation import (
+from .._validation import (
     as_hyperparameter,
     check_momentum,
     check_range,

@@ -8,10 +8,10 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-from ._io import environment, save_json
-from .problems import make_problem
-from .sweep import SweepSpec, optimal_C, run_sweep
-from .timescales import optimal_C as predicted_optimal_C
+from .._io import environment, save_json
+from ..problems import make_problem
+from ..sweep import SweepSpec, optimal_C, run_sweep
+from ..timescales import optimal_C as predicted_optimal_C
 
 
 def run_cstar(problem: str = "toy-valley", preset: str = "quick", out: str | Path = "flatter-out/cstar") -> dict:

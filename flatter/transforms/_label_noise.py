@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._validation import check_choice, check_key, check_range, nan_outside
+from .._validation import check_choice, check_key, check_range, nan_outside
 
 LABEL_NOISE_MODES = ("minibatch", "all", "one")
 LABEL_NOISE_DISTRIBUTIONS = ("gaussian", "rademacher")

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ._validation import as_hyperparameter, check_range, check_schedule_or_positive, is_concrete, nan_outside
+from .._validation import as_hyperparameter, check_range, check_schedule_or_positive, is_concrete, nan_outside
 
 
 def momentum_rule(learning_rate: float | jax.Array, *, C: float | jax.Array, gamma: float | jax.Array) -> jax.Array:

@@ -11,14 +11,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ._criteria import first_passage
-from ._heavy_ball import heavy_ball
-from ._interpolate import interpolate
-from ._io import environment, save_arrays, save_json
-from ._label_noise import label_noise
-from ._momentum_rule import momentum_rule
-from ._simulate import simulate
-from .problems import matrix_sensing
+from .._criteria import first_passage
+from .._interpolate import interpolate
+from .._io import environment, save_arrays, save_json
+from .._simulate import simulate
+from ..problems import matrix_sensing
+from ..transforms._heavy_ball import heavy_ball
+from ..transforms._label_noise import label_noise
+from ..transforms._momentum_rule import momentum_rule
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,9 +79,7 @@ def run_demo(config: DemoConfig = DemoConfig(), out: str | Path = "flatter-out/d
     results, traces = {}, {}
     for name, (eta, b) in variants.items():
         traj = sweep(jnp.asarray(eta), jnp.asarray(b), keys)
-        t = first_passage(
-            traj.steps[0], traj.observables["recovery_error"], config.threshold, diverged=traj.diverged
-        )
+        t = first_passage(traj.steps[0], traj.observables["recovery_error"], config.threshold, diverged=traj.diverged)
         reached = ~np.asarray(t.censored)
         results[name] = {
             "eta": eta,

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ._io import environment, save_json
-from .sweep import SweepResults, SweepSpec, optimal_gamma, power_law, run_sweep
-from .timescales import alpha as alpha_theory
+from .._io import environment, save_json
+from ..sweep import SweepResults, SweepSpec, optimal_gamma, power_law, run_sweep
+from ..timescales import alpha as alpha_theory
 
 GAMMAS_LOW = (0.0, 0.25)
 GAMMAS_HIGH = (0.5, 0.6, 2 / 3, 0.75, 0.85)
@@ -176,7 +176,7 @@ def _kappa_two_thirds(spec: SweepSpec) -> float | None:
     curvature) decides whether the motion along the valley is underdamped, which the settling penalty
     above 2/3 needs. B is the number of noisy labels per step (1 for label-noise mode "one").
     """
-    from .sweep._grid import _problem_facts
+    from ..sweep._grid import _problem_facts
 
     if spec.problem_digest is not None:  # a user's problem: n is not known from the spec alone
         if spec.label_noise_mode != "one" or spec.batch_sizes[0] is not None:

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._validation import check_key, check_positive_int, check_range, nan_outside
+from .._validation import check_key, check_positive_int, check_range, nan_outside
 
 
 @jax.tree_util.register_static

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import optax
 
-from ._validation import (
+from .._validation import (
     as_hyperparameter,
     check_momentum,
     check_schedule_or_positive,

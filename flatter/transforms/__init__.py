@@ -1,0 +1,24 @@
+"""The optimizer transforms, all optax ``GradientTransformation``s: heavy ball, the momentum rule, SNGM,
+label noise (squared loss) and label flips (classification). Each is also at the top level (``flatter.heavy_ball``)."""
+
+from ._heavy_ball import heavy_ball as heavy_ball
+from ._label_flip import (
+    LabelFlipConfig as LabelFlipConfig,
+    LabelFlipState as LabelFlipState,
+    draw_label_flip as draw_label_flip,
+    label_flip as label_flip,
+)
+from ._label_noise import (
+    LabelNoiseConfig as LabelNoiseConfig,
+    LabelNoiseState as LabelNoiseState,
+    draw_label_noise as draw_label_noise,
+    label_noise as label_noise,
+    label_perturbation as label_perturbation,
+    leading_label_noise as leading_label_noise,
+)
+from ._momentum_rule import (
+    ScaledHeavyBallState as ScaledHeavyBallState,
+    momentum_rule as momentum_rule,
+    scaled_heavy_ball as scaled_heavy_ball,
+)
+from ._sngm import SNGMState as SNGMState, sngm as sngm
