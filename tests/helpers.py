@@ -1,4 +1,4 @@
-"""Shared helpers: a quadratic test loss and NumPy heavy-ball recurrences."""
+"""Shared helpers: a quadratic test loss, NumPy heavy-ball recurrences and a small toy-valley sweep spec."""
 
 import jax.numpy as jnp
 import numpy as np
@@ -32,3 +32,22 @@ def run_numpy(eta, beta, nesterov=False, steps=25, theta0=(1.0, 2.0)):
         theta = theta - eta(k) * step if callable(eta) else theta - eta * step
         out.append(theta.copy())
     return np.array(out)
+
+
+def toy_spec(**kw):
+    """A small toy-valley sweep (2 gammas x 2 etas x 4 seeds, SGDM and SGD at the same eta), fields overridable."""
+    from flatter.sweep import SweepSpec
+
+    base = dict(
+        problem="toy-valley",
+        gammas=(0.5, 2 / 3),
+        etas=(0.01, 0.004),
+        seeds=4,
+        observable="abs_y",
+        threshold=0.1,
+        phase1=False,
+        variants=("sgdm", "sgd-same-eta"),
+        max_steps=2**14,
+    )
+    base.update(kw)
+    return SweepSpec(**base)

@@ -6,24 +6,13 @@ import stat
 
 import numpy as np
 import pytest
+from helpers import toy_spec
 
-from flatter.sweep import SweepIncomplete, SweepSpec, SweepStoreError, load, run_sweep
+from flatter.sweep import SweepIncomplete, SweepStoreError, load, run_sweep
 
 
 def spec(**kw):
-    base = dict(
-        problem="toy-valley",
-        gammas=(0.5, 2 / 3),
-        etas=(0.01, 0.004),
-        seeds=3,
-        observable="abs_y",
-        threshold=0.1,
-        phase1=False,
-        variants=("sgdm", "sgd-same-eta"),
-        max_steps=2**12,
-    )
-    base.update(kw)
-    return SweepSpec(**base)
+    return toy_spec(**{"seeds": 3, "max_steps": 2**12, **kw})
 
 
 def chunks(folder):

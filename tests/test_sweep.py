@@ -7,27 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import toy_spec
 
 import flatter
 from flatter.sweep import SweepSpec, load, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def toy_spec(**kw):
-    base = dict(
-        problem="toy-valley",
-        gammas=(0.5, 2 / 3),
-        etas=(0.01, 0.004),
-        seeds=4,
-        observable="abs_y",
-        threshold=0.1,
-        phase1=False,
-        variants=("sgdm", "sgd-same-eta"),
-        max_steps=2**14,
-    )
-    base.update(kw)
-    return SweepSpec(**base)
 
 
 def test_interrupted_sweep_resumes_without_losing_runs(tmp_path):
