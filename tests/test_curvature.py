@@ -87,3 +87,22 @@ def test_bad_arguments():
         flatter.curvature.hutchinson_trace(problem, params, key=jax.random.key(0), batch_size=5)
     with pytest.raises(TypeError, match="key must be a JAX PRNG key"):
         flatter.curvature.sharpness(problem, params, key=0)
+
+
+def test_spectral_density_by_stochastic_lanczos_quadrature():
+    problem, params = mlp_problem()
+    dense = exact(problem, params, "hessian")
+    eigs = np.linalg.eigvalsh(np.asarray(dense))
+    p = eigs.size
+    full = flatter.curvature.spectral_density(problem, params, key=jax.random.key(4), num_probes=4, num_matvecs=p)
+    np.testing.assert_allclose(np.sum(full.weights, -1), 1.0, rtol=1e-10)
+    # Full Lanczos: every node is an eigenvalue of the dense Hessian (those the probe sees).
+    assert np.max(np.min(np.abs(np.asarray(full.nodes)[..., None] - eigs), axis=-1)) < 1e-6 * np.max(np.abs(eigs))
+    # The quadrature's first moment per probe is z^T H z / |z|^2; its average estimates tr H / p.
+    slq = flatter.curvature.spectral_density(problem, params, key=jax.random.key(5), num_probes=200, num_matvecs=10)
+    moments = np.sum(np.asarray(slq.weights) * np.asarray(slq.nodes), -1)
+    se = moments.std(ddof=1) / np.sqrt(moments.size)
+    assert abs(moments.mean() - eigs.sum() / p) < 3 * se and abs(2 * eigs.sum() / p - moments.mean()) > 3 * se
+    grid = jnp.linspace(eigs.min() - 1, eigs.max() + 1, 2001)
+    mass = float(jnp.sum(slq.density(grid, width=0.05)) * (grid[1] - grid[0]))
+    assert mass == pytest.approx(1.0, abs=1e-3)  # a probability density
