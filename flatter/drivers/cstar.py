@@ -58,6 +58,7 @@ def run_cstar(problem: str = "toy-valley", preset: str = "quick", out: str | Pat
             s1=200.0,
         )
         med = np.median(np.where(cens, np.inf, times), axis=1) * spec.etas[0] ** (2 / 3)
+        horizon = np.max(times, axis=1) * spec.etas[0] ** (2 / 3)
         rows.append(
             {
                 "sigma": sigma,
@@ -65,6 +66,8 @@ def run_cstar(problem: str = "toy-valley", preset: str = "quick", out: str | Pat
                 "C_star_ci": np.percentile(boots, [2.5, 97.5]).tolist(),
                 "C_star_ode": c_ode,
                 "T_eta23_by_C": med.tolist(),
+                "censored_median_by_C": (~np.isfinite(med)).tolist(),
+                "horizon_eta23_by_C": horizon.tolist(),
             }
         )
     x = np.log(sigmas)
@@ -90,36 +93,54 @@ def run_cstar(problem: str = "toy-valley", preset: str = "quick", out: str | Pat
         )
     print(f"  C* ~ sigma^p: p = {slope:.2f} +- {se:.2f} (predicted 2/3)")
     save_json(out / "summary.json", summary)
-    _plot(out / "cstar.png", Cs, rows, spec.etas[0])
+    _plot(out / "cstar.png", Cs, rows, spec.etas[0], (slope, se))
     print(f"wrote {out / 'cstar.png'} and {out / 'summary.json'}")
     return summary
 
 
-def _plot(path, Cs, rows, eta):
+def _plot(path, Cs, rows, eta, fit):
+    """T(C) per sigma (censored medians as lower bounds) and C*(sigma) against the 2/3 law."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    from .scaling import grid_ticks
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), constrained_layout=True)
+    Cs = np.asarray(Cs)
     for r, color in zip(rows, ("C0", "C1", "C2"), strict=False):
-        axes[0].plot(Cs, r["T_eta23_by_C"], "o-", color=color, label=rf"$\sigma$={r['sigma']}")
+        med = np.asarray(r["T_eta23_by_C"], float)
+        axes[0].plot(Cs, med, "o-", color=color, label=rf"$\sigma$={r['sigma']}, $C^*$ = {r['C_star_sim']:.2f}")
+        cens = np.asarray(r["censored_median_by_C"], bool)
+        if cens.any():  # the median did not settle within the horizon: at least this
+            bound = np.asarray(r["horizon_eta23_by_C"], float)[cens]
+            axes[0].errorbar(Cs[cens], bound, yerr=0.35 * bound, lolims=True, fmt="o", mfc="none", color=color)
         axes[0].axvline(r["C_star_sim"], color=color, ls=":")
+    axes[0].plot([], [], "o", mfc="none", color="k", label="censored median: lower bound")
     axes[0].set(
         xscale="log",
         yscale="log",
         xlabel="C",
         ylabel=r"median $T_\mathrm{settle}\,\eta^{2/3}$",
-        title=rf"$\gamma = 2/3$, $\eta$ = {eta:g}",
+        title=rf"$\gamma = 2/3$, $\eta$ = {eta:g} (dotted: $C^*$)",
     )
-    axes[0].legend()
+    grid_ticks(axes[0], Cs)
+    axes[0].legend(fontsize=8)
     s = np.array([r["sigma"] for r in rows])
     c = np.array([r["C_star_sim"] for r in rows])
     ci = np.array([r["C_star_ci"] for r in rows]).T
     axes[1].errorbar(s, c, yerr=[c - ci[0], ci[1] - c], fmt="o", label="simulation (95% bootstrap CI)")
     axes[1].plot(s, [r["C_star_ode"] for r in rows], "s", mfc="none", label="reduced ODE")
     axes[1].plot(s, c[1] * (s / s[1]) ** (2 / 3), "k--", lw=1, label=r"$\propto\sigma^{2/3}$")
-    axes[1].set(xscale="log", yscale="log", xlabel=r"$\sigma$", ylabel=r"$C^*$", title=r"optimal prefactor $C^*$")
+    axes[1].set(
+        xscale="log",
+        yscale="log",
+        xlabel=r"$\sigma$",
+        ylabel=r"$C^*$",
+        title=rf"optimal prefactor: $C^*\propto\sigma^{{{fit[0]:.2f}\pm{fit[1]:.2f}}}$ (theory 2/3)",
+    )
+    grid_ticks(axes[1], s)
     axes[1].legend()
     fig.savefig(path, dpi=130)
     plt.close(fig)

@@ -162,7 +162,11 @@ def _plot(path: Path, steps, traces, config: DemoConfig) -> None:
         ylabel=r"$\|UU^\top - X^*\|_F / \|X^*\|_F$",
         title="recovery error (mean, min-max over seeds)",
     )
-    axes[1].set(xlabel="step k", ylabel=r"tr $\nabla^2 L$", title="sharpness (Gauss-Newton trace)")
+    axes[1].set(
+        xlabel="step k",
+        ylabel=r"tr $\nabla^2 L$",
+        title=r"$\mathrm{tr}\,\nabla^2 L$ (the Gauss-Newton trace)",
+    )
     axes[0].legend(fontsize=8)
     fig.suptitle(f"matrix sensing d={config.d}, r={config.r}, n={config.n}, label noise sigma={config.sigma}")
     fig.savefig(path, dpi=130)

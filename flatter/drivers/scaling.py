@@ -239,11 +239,11 @@ def determined(row: dict) -> bool:
     return bool(np.isfinite(row["alpha"]) and np.isfinite(row["se"]) and row["se"] <= UNDETERMINED_SE)
 
 
-def _eta_axis(ax, etas) -> None:
-    """Ticks at the grid's eta values only, labelled compactly (no overlapping minor labels)."""
+def grid_ticks(ax, values) -> None:
+    """Ticks at a log axis's grid values only, labelled where they cannot collide (no minor labels)."""
     from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
 
-    ticks, labels, last = sorted(etas), [], None
+    ticks, labels, last = sorted(values), [], None
     for e in ticks:  # a label only where it cannot collide with the previous one (a factor 1.5 apart)
         labels.append(f"{e:.3g}" if last is None or e / last >= 1.5 else "")
         last = e if labels[-1] else last
@@ -334,7 +334,7 @@ def plot(all_results: list[SweepResults], summary: dict, path: Path, problem: st
         ylabel=r"$T_\mathrm{settle}$ (steps; median, IQR)",
         title=rf"{problem}: steps to settle, $1-\beta = C\eta^\gamma$ (lines: determined fits)",
     )
-    _eta_axis(axes[0], all_etas)
+    grid_ticks(axes[0], all_etas)
     low, high = axes[0].get_ylim()
     axes[0].set_ylim(low / 6, high)  # room for the legend under the data
     axes[0].legend(fontsize=7, ncol=3, loc="lower left")
