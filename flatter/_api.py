@@ -17,6 +17,13 @@ from ._criteria import (
     first_passage as first_passage,
     settling_time as settling_time,
 )
+from ._full_batch import (
+    FitInfo as FitInfo,
+    fit_training_set as fit_training_set,
+    full_batch_gradient as full_batch_gradient,
+    load_checkpoint as load_checkpoint,
+    save_checkpoint as save_checkpoint,
+)
 from ._interpolate import (
     InterpolationError as InterpolationError,
     InterpolationInfo as InterpolationInfo,
