@@ -32,16 +32,12 @@ def full_batch_gradient(problem: Problem, params: Params, batch_size: int | None
     (which must divide :math:`n`), summed in a ``lax.map`` so that memory holds one minibatch's
     activations: the full-batch gradient of a network that does not fit in memory at once.
     """
-    n = problem.num_examples
-    if batch_size is None or batch_size >= n:
+    xs, ys = problem.minibatches(batch_size)
+    if xs.shape[0] == 1:
         return jax.grad(problem.loss)(params)
-    if n % batch_size:
-        raise ValueError(f"batch_size must divide n={n} so that every example counts once, got {batch_size}")
-    shape = (n // batch_size, batch_size)
-    xs = problem.inputs.reshape(shape + problem.inputs.shape[1:])
-    ys = problem.targets.reshape(shape + problem.targets.shape[1:])
+    share = xs.shape[1] / problem.num_examples
     grads = jax.lax.map(lambda b: jax.grad(lambda p: problem.loss(p, b[0], b[1]))(params), (xs, ys))
-    return jax.tree.map(lambda g: jnp.sum(g, axis=0) * (batch_size / n), grads)
+    return jax.tree.map(lambda g: jnp.sum(g, axis=0) * share, grads)
 
 
 def fit_training_set(

@@ -242,6 +242,20 @@ class Problem:
                 f"shape {self.targets.shape}: params do not fit this problem"
             )
 
+    def minibatches(self, batch_size: int | None) -> tuple[Array, Array]:
+        """(inputs, targets) split into consecutive equal minibatches, a leading axis in front.
+
+        ``None`` (or ``batch_size >= n``) gives one batch of all :math:`n` examples; otherwise
+        ``batch_size`` must divide :math:`n`, so that every example counts exactly once.
+        """
+        n = self.num_examples
+        if batch_size is None or batch_size >= n:
+            return self.inputs[None], self.targets[None]
+        if n % batch_size:
+            raise ValueError(f"batch_size must divide n={n} so that every example counts once, got {batch_size}")
+        shape = (n // batch_size, batch_size)
+        return self.inputs.reshape(shape + self.inputs.shape[1:]), self.targets.reshape(shape + self.targets.shape[1:])
+
     def residuals(self, params: Params, inputs: Array | None = None, targets: Array | None = None):
         """:math:`f(\\theta, X) - y`, with the training data unless others are given."""
         inputs = self.inputs if inputs is None else inputs

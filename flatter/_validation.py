@@ -134,6 +134,10 @@ def nan_outside(
     """
     if callable(value) or is_concrete(value):
         return value
+    return _nan_where_outside(value, lower, upper, lower_inclusive, upper_inclusive)
+
+
+def _nan_where_outside(value, lower, upper, lower_inclusive, upper_inclusive):
     import jax.numpy as jnp
 
     value = jnp.asarray(value)
@@ -145,17 +149,18 @@ def nan_outside(
     return jnp.where(ok, value, jnp.nan)
 
 
-def guard_schedule(schedule: Callable, **interval: Any) -> Callable:
+def guard_schedule(
+    schedule: Callable,
+    *,
+    lower: float | None = None,
+    upper: float | None = None,
+    lower_inclusive: bool = True,
+    upper_inclusive: bool = True,
+) -> Callable:
     """A schedule whose values outside the interval are NaN (its values are never known in advance)."""
 
     def guarded(count):
-        import jax.numpy as jnp
-
-        value = jnp.asarray(schedule(count))
-        ok = jnp.isfinite(value)
-        if interval.get("lower") is not None:
-            ok &= value > interval["lower"] if not interval.get("lower_inclusive", True) else value >= interval["lower"]
-        return jnp.where(ok, value, jnp.nan)
+        return _nan_where_outside(schedule(count), lower, upper, lower_inclusive, upper_inclusive)
 
     return guarded
 

@@ -14,19 +14,6 @@ from .._problem import Params, Problem
 Vector = Float[Array, " p"]
 
 
-def _batches(problem: Problem, batch_size: int | None):
-    """(inputs, targets) split into equal minibatches (the remainder dropped is refused instead)."""
-    n = problem.num_examples
-    if batch_size is None or batch_size >= n:
-        return problem.inputs[None], problem.targets[None]
-    if n % batch_size:
-        raise ValueError(f"batch_size must divide n={n} so that every example counts once, got {batch_size}")
-    shape = (n // batch_size, batch_size)
-    return problem.inputs.reshape(shape + problem.inputs.shape[1:]), problem.targets.reshape(
-        shape + problem.targets.shape[1:]
-    )
-
-
 def curvature_matvec(
     problem: Problem, params: Params, *, kind: str = "hessian", batch_size: int | None = None
 ) -> tuple[Callable[[Vector], Vector], Vector]:
@@ -41,7 +28,7 @@ def curvature_matvec(
     if kind not in ("hessian", "gauss_newton"):
         raise ValueError(f"kind must be one of 'hessian', 'gauss_newton', got {kind!r}")
     theta, unravel = ravel_pytree(params)
-    xs, ys = _batches(problem, batch_size)
+    xs, ys = problem.minibatches(batch_size)
     n = problem.num_examples
 
     if kind == "gauss_newton" and problem.loss_kind != "squared":

@@ -105,7 +105,7 @@ def _plot(path, Cs, rows, eta, fit):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .scaling import grid_ticks
+    from .scaling import draw_lower_bounds, grid_ticks
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), constrained_layout=True)
     Cs = np.asarray(Cs)
@@ -115,7 +115,7 @@ def _plot(path, Cs, rows, eta, fit):
         cens = np.asarray(r["censored_median_by_C"], bool)
         if cens.any():  # the median did not settle within the horizon: at least this
             bound = np.asarray(r["horizon_eta23_by_C"], float)[cens]
-            axes[0].errorbar(Cs[cens], bound, yerr=0.35 * bound, lolims=True, fmt="o", mfc="none", color=color)
+            draw_lower_bounds(axes[0], Cs[cens], bound, color)
         axes[0].axvline(r["C_star_sim"], color=color, ls=":")
     axes[0].plot([], [], "o", mfc="none", color="k", label="censored median: lower bound")
     axes[0].set(

@@ -239,6 +239,11 @@ def determined(row: dict) -> bool:
     return bool(np.isfinite(row["alpha"]) and np.isfinite(row["se"]) and row["se"] <= UNDETERMINED_SE)
 
 
+def draw_lower_bounds(ax, x, bound, color, **kwargs) -> None:
+    """Censored values as lower bounds: hollow markers at ``bound`` with an upward arrow."""
+    ax.errorbar(x, bound, yerr=0.35 * bound, lolims=True, fmt="o", mfc="none", color=color, ms=5, capsize=0, **kwargs)
+
+
 def grid_ticks(ax, values) -> None:
     """Ticks at a log axis's grid values only, labelled where they cannot collide (no minor labels)."""
     from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
@@ -308,17 +313,8 @@ def plot(all_results: list[SweepResults], summary: dict, path: Path, problem: st
                     label = None
                 if (~known).any():  # censored median: the horizon is a lower bound
                     bound = np.max(t, axis=-1)[~known]
-                    axes[0].errorbar(
-                        etas[~known],
-                        bound,
-                        yerr=0.35 * bound,
-                        lolims=True,
-                        fmt="o",
-                        mfc="none",
-                        color=color,
-                        ms=5,
-                        capsize=0,
-                        label=(label or "_") + " (censored: ≥ horizon)" if label else None,
+                    draw_lower_bounds(
+                        axes[0], etas[~known], bound, color, label=label + " (censored: ≥ horizon)" if label else None
                     )
                 fit = summary["alpha"].get(f"{variant}|{g:.4f}|settle")
                 if fit and determined(fit):

@@ -135,9 +135,6 @@ def _run_fn(problem, params0, spec: SweepSpec, threshold: float, nesterov: bool,
     return jax.vmap(run, in_axes=(0, 0, 0, 0, None))
 
 
-CHUNK_FIELDS = tuple(k for k in FIELDS)
-
-
 def assemble(out: Path, spec: SweepSpec, representative: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The per-run fields from the verified chunks, on the grid; runs not done yet are NaN / flagged.
 
@@ -153,7 +150,7 @@ def assemble(out: Path, spec: SweepSpec, representative: np.ndarray) -> tuple[di
     }
     finished = np.zeros(num, bool)
     for path in chunk_files(out):
-        chunk = read_chunk(path, spec.digest, num, CHUNK_FIELDS)
+        chunk = read_chunk(path, spec.digest, num, FIELDS)
         for k in FIELDS:
             data[k][chunk["run"]] = chunk[k]
         finished[chunk["run"]] = True
@@ -298,7 +295,7 @@ def _run_sweep(spec, out, *, chunk_size, progress, max_chunks, shard, verbose, p
         write_plan(out, spec.digest, representative, steps)
     # What is done is what verified chunks of this spec hold (whatever chunking wrote them). With several
     # processes, process 0's reading is the plan of all of them.
-    done = done_runs(out, spec.digest, len(points["run"]), CHUNK_FIELDS)
+    done = done_runs(out, spec.digest, len(points["run"]), FIELDS)
     if jax.process_count() > 1:
         done = np.asarray(multihost_utils.broadcast_one_to_all(done))
     # Variants that differ only in (eta, beta) share a compiled program, so they share chunks too.
