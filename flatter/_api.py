@@ -15,6 +15,7 @@ from ._compare import Comparison as Comparison, compare as compare, plot_compari
 from ._criteria import (
     PassageTime as PassageTime,
     first_passage as first_passage,
+    plateau_time as plateau_time,
     settling_time as settling_time,
 )
 from ._full_batch import (
@@ -30,7 +31,12 @@ from ._interpolate import (
     interpolate as interpolate,
 )
 from ._problem import Problem as Problem
-from ._simulate import Trajectory as Trajectory, make_step as make_step, simulate as simulate
+from ._simulate import (
+    Trajectory as Trajectory,
+    loops_are_slow as loops_are_slow,
+    make_step as make_step,
+    simulate as simulate,
+)
 from .transforms import (
     LabelFlipConfig as LabelFlipConfig,
     LabelFlipState as LabelFlipState,

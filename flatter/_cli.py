@@ -113,6 +113,32 @@ def _parser() -> argparse.ArgumentParser:
     cstar.add_argument("--preset", choices=("quick", "paper"), default="quick", help="grid size")
     cstar.add_argument("--out", default="flatter-out/cstar", help="results folder")
     _add_machine_options(cstar)
+    for dataset, presets, about in (
+        ("fashion-mnist", ("quick", "paper"), "MLP-6 on Fashion-MNIST (Debian's dataset-fashion-mnist, or --data DIR)"),
+        ("cifar10", ("smoke", "paper"), "ResNet-18 on CIFAR-10 (--data: the official python-version archive)"),
+    ):
+        network = sub.add_parser(
+            dataset,
+            help=f"two phases on real data: {about}; alpha(gamma), gamma*, tr∇²L and test accuracy",
+            description=f"{about}. Phase 1: full-batch GD to a fitted training set (checkpointed); phase 2: a "
+            "resumable sweep of label-noise SGDM with 1 - beta = C eta^gamma over gammas, etas and seeds. Prints "
+            "alpha(gamma) with error bars and gamma*, writes the figure, summary.json and curves.npz.",
+            formatter_class=fmt,
+        )
+        network.add_argument("--preset", choices=presets, default=presets[0], help="grid and sizes")
+        network.add_argument(
+            "--data",
+            default=None,
+            metavar="DIR",
+            help="the data: IDX files (fashion-mnist; default /usr/share/datasets/fashion-mnist), or "
+            "cifar-10-python.tar.gz / cifar-10-batches-py/ / a folder holding either (cifar10)",
+        )
+        network.add_argument("--width", type=int, default=None, help="override the preset's network width")
+        network.add_argument("--seeds", type=int, default=None, help="override the preset's seeds per point")
+        network.add_argument("--out", default="flatter-out", help="results folder (re-running resumes)")
+        network.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+        network.add_argument("--verbose", action="store_true", help="print setup times and the number of compiles")
+        _add_machine_options(network)
     return parser
 
 
@@ -120,8 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run a command; every error is one line on stderr with exit status 2 (``FLATTER_DEBUG=1``: traceback)."""
     args = _parser().parse_args(argv)
     try:
-        for name in ("cpu_devices", "seeds", "steps"):
-            if getattr(args, name, 1) < 1:
+        for name in ("cpu_devices", "seeds", "steps", "width"):
+            if (getattr(args, name, 1) or 1) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
         _check_out(args.out)
         _configure_machine(args.cpu_devices)
@@ -143,6 +169,19 @@ def _run(args: argparse.Namespace) -> None:
         from .drivers.cstar import run_cstar
 
         run_cstar(args.problem, args.preset, args.out)
+    elif args.command in ("fashion-mnist", "cifar10"):
+        from .drivers.networks import run_network_experiment
+
+        overrides = {k: getattr(args, k) for k in ("width", "seeds") if getattr(args, k) is not None}
+        run_network_experiment(
+            args.command,
+            args.preset,
+            args.out,
+            data_dir=args.data,
+            progress=not args.no_progress,
+            verbose=args.verbose,
+            **overrides,
+        )
     elif args.command == "demo":
         from .drivers.demo import DemoConfig, run_demo
 

@@ -1,4 +1,4 @@
-"""Convergence criteria on recorded observables: first passage and settling, with censoring."""
+"""Convergence criteria on recorded observables: first passage, settling and plateaus, with censoring."""
 
 from __future__ import annotations
 
@@ -100,6 +100,49 @@ def settling_time(
     index = jnp.where(any_out, jnp.minimum(last_out + 1, num - 1), 0)
     time = jnp.where(settled, steps[index], steps[-1]).astype(float)
     return _censor_diverged(PassageTime(time=time, censored=~settled), steps, diverged)
+
+
+def plateau_time(
+    steps: Int[Array, " R"],
+    values: Float[Array, "... R"],
+    tolerance: float,
+    *,
+    window: int = 4,
+    plateau_fraction: float = 0.25,
+    diverged: Bool[Array, ...] | None = None,
+) -> PassageTime:
+    r"""The step after which the smoothed observable stays within ``tolerance`` of its final plateau.
+
+    The classification criterion of THEORY §1.7 (smoothed test accuracy within 0.5 pt of its final
+    plateau: ``tolerance=0.005``). With :math:`\bar v_j` the trailing mean of the last ``window``
+    records and the plateau :math:`v_\infty` the mean of the last ``plateau_fraction`` of the raw
+    records, :math:`T = ` :func:`settling_time` of :math:`|\bar v_j - v_\infty| \le` ``tolerance``.
+    A time that falls inside the records that define the plateau is censored (the plateau was not
+    reached before the horizon), and so is a ``diverged`` run.
+
+    Examples:
+      >>> import jax.numpy as jnp, flatter
+      >>> steps = jnp.arange(0, 100, 10)
+      >>> acc = jnp.array([0.5, 0.7, 0.8, 0.85, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9])
+      >>> t = flatter.plateau_time(steps, acc, 0.005, window=1)
+      >>> print(float(t.time), bool(t.censored))
+      40.0 False
+    """
+    _check(steps, values, tolerance)
+    check_range("plateau_fraction", plateau_fraction, lower=0.0, upper=1.0, lower_inclusive=False)
+    num = jnp.shape(steps)[0]
+    if isinstance(window, bool) or not isinstance(window, int) or not 1 <= window <= num:
+        raise ValueError(f"window must be an integer in [1, {num}] (the records), got {window!r}")
+    values = jnp.asarray(values, float)
+    start = num - max(1, int(round(plateau_fraction * num)))
+    plateau = jnp.mean(values[..., start:], axis=-1, keepdims=True)
+    csum = jnp.cumsum(values, axis=-1)
+    shifted = jnp.concatenate([jnp.zeros_like(csum[..., :window]), csum[..., :-window]], axis=-1)
+    counts = jnp.minimum(jnp.arange(1, num + 1), window)
+    smoothed = (csum - shifted) / counts
+    settle = settling_time(steps, jnp.abs(smoothed - plateau), tolerance, diverged=diverged)
+    late = settle.time > steps[start]
+    return PassageTime(time=settle.time, censored=settle.censored | late)
 
 
 def _censor_diverged(t: PassageTime, steps, diverged) -> PassageTime:

@@ -59,7 +59,7 @@ def fit_training_set(
     (Damian et al. train to 100%), and loss :math:`\le` ``tol`` for the squared loss (where
     :func:`flatter.interpolate`'s Gauss-Newton is usually the better phase 1). The gradient is
     :func:`full_batch_gradient` (accumulated over minibatches of ``batch_size``). Steps run in
-    jitted blocks of ``check_every``; the criterion is checked between blocks, so the result may
+    blocks of ``check_every`` (one compiled call per step); the criterion is checked between blocks, so the result may
     overshoot it by less than a block.
     """
     check_positive("learning_rate", learning_rate)
@@ -70,14 +70,18 @@ def fit_training_set(
     classification = problem.loss_kind == "cross_entropy"
 
     @jax.jit
-    def block(state):
-        def step(carry, _):
-            p, v = carry
-            g = full_batch_gradient(problem, p, batch_size)
-            v = jax.tree.map(lambda a, b: momentum * a + b, v, g)
-            return (jax.tree.map(lambda a, b: a - learning_rate * b, p, v), v), None
+    def step(state):
+        p, v = state
+        g = full_batch_gradient(problem, p, batch_size)
+        v = jax.tree.map(lambda a, b: momentum * a + b, v, g)
+        return jax.tree.map(lambda a, b: a - learning_rate * b, p, v), v
 
-        return jax.lax.scan(step, state, None, length=check_every)[0]
+    def block(state):
+        # Steps from Python, not a scan: XLA:CPU runs convolution gradients inside loops ~40x slower
+        # (flatter.loops_are_slow); a full-batch step is long enough that the dispatch costs nothing.
+        for _ in range(check_every):
+            state = step(state)
+        return state
 
     def fitted(p) -> tuple[bool, float, float]:
         loss = float(problem.loss(p))

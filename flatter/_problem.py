@@ -7,6 +7,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, PyTree, Scalar
 
 Params = PyTree[Float[Array, "..."]]
@@ -27,6 +28,14 @@ def _accuracy(problem: Problem, params: Params) -> Scalar:
 
 def _test_accuracy(problem: Problem, params: Params) -> Scalar:
     return problem.accuracy(params, problem.test_inputs, problem.test_targets)
+
+
+def _one_hot(targets: Array) -> bool:
+    """Whether ``targets`` are one-hot class vectors (n, K >= 2): every row a unit vector of 0s and a 1."""
+    if targets.ndim != 2 or targets.shape[1] < 2 or isinstance(targets, jax.core.Tracer):
+        return False
+    t = np.asarray(targets)
+    return bool(np.all((t == 0) | (t == 1)) and np.all(t.sum(axis=1) == 1))
 
 
 LOSSES = ("squared", "cross_entropy")
@@ -139,13 +148,15 @@ class Problem:
         self.pullback = pullback
         self._init_params = init_params
         obs: dict[str, Observable] = {"loss": _loss}
+        # A classifier: cross-entropy, or the squared loss on one-hot targets (where the theory applies directly).
+        classifier = loss == "cross_entropy" or _one_hot(targets)
         if loss == "squared":  # tr(J^T J)/n is the Hessian's trace on the valley of a squared loss only
             obs["trace_hessian"] = _trace_hessian
-        else:
+        if classifier:
             obs["accuracy"] = _accuracy
         if test_inputs is not None:
             obs["test_loss"] = _test_loss
-            if loss == "cross_entropy":
+            if classifier:
                 obs["test_accuracy"] = _test_accuracy
         for key, fn in (observables or {}).items():
             if not callable(fn):
@@ -213,12 +224,19 @@ class Problem:
     def observable_names(self) -> tuple[str, ...]:
         return tuple(k for k, _ in self.observables)
 
+    def with_data(self, inputs: Array, targets: Array) -> Problem:
+        """The same problem (model, loss, observables, test data) on other training examples.
+
+        Works on traced arrays (inside ``jit``): the copy is rebuilt from the pytree, not checked again,
+        so ``inputs``/``targets`` must match the training data per example.
+        """
+        children, aux = self.tree_flatten()
+        return type(self).tree_unflatten(aux, (inputs, targets) + tuple(children[2:]))
+
     def check_params(self, params: Params) -> None:
         """Raise ``ValueError`` unless ``params`` fit: the structure and shapes of the problem's
         ``init_params`` (when it has one) and ``predict(params, inputs)`` of the targets' shape."""
         if self._init_params is not None:
-            import numpy as np
-
             try:
                 want = jax.eval_shape(self._init_params, jax.random.key(0))
             except Exception:  # an init that needs more than a key: fall back to the output check

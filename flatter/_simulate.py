@@ -166,6 +166,42 @@ def _make_step(problem: Problem, optimizer: optax.GradientTransformation, batch_
     return step
 
 
+def _step_function(optimizer: optax.GradientTransformation, batch_size: int | None) -> Callable:
+    """``(problem, carry) -> carry``: one step, with the divergence bookkeeping of the carry."""
+
+    def one_step(problem: Problem, c: tuple) -> tuple:
+        step = _make_step(problem, optimizer, batch_size)
+        params, opt_state, key, diverged, diverged_at, k = c
+        if batch_size is None or batch_size == problem.num_examples:  # no batch to draw: skip the split
+            sub = key  # (RNG is a large part of a cheap step)
+        else:
+            key, sub = jax.random.split(key)
+        params, opt_state, finite = step(params, opt_state, sub)
+        # theta_k is non-finite iff its outputs are (for any model whose parameters all reach the outputs):
+        # checked on the residual the step computed anyway, so the check costs no pass over the parameters.
+        diverged_at = jnp.where(~finite & ~diverged, k, diverged_at)
+        return params, opt_state, key, diverged | ~finite, diverged_at, k + 1
+
+    return one_step
+
+
+def _record_function(names: tuple[tuple[str, Observable], ...]) -> Callable:
+    """``(problem, carry, start) -> (carry, (k, observables))``: close a record that began at ``start``."""
+
+    def end_record(problem: Problem, c: tuple, start: tuple):
+        params, opt_state, key, diverged, diverged_at, k = c
+        # Once per record: a non-finite state the residual did not reveal, and the rollback of a diverged run
+        # to the last record before it diverged (so records, fits and final params stay finite).
+        hidden = ~_all_finite(params) & ~diverged
+        diverged_at = jnp.where(hidden, k, diverged_at)
+        diverged = diverged | hidden
+        params, opt_state = _tree_where(diverged, start, (params, opt_state))
+        c = (params, opt_state, key, diverged, diverged_at, k)
+        return c, (k, {name: fn(problem, params) for name, fn in names})
+
+    return end_record
+
+
 def _chunk_function(
     optimizer: optax.GradientTransformation,
     batch_size: int | None,
@@ -174,41 +210,58 @@ def _chunk_function(
     names: tuple[tuple[str, Observable], ...],
 ) -> Callable:
     """``(problem, carry) -> (carry, (steps, observables))``: ``n_records`` records of ``record_every`` steps."""
+    one_step = _step_function(optimizer, batch_size)
+    end_record = _record_function(names)
 
     def run(problem: Problem, carry: tuple):
-        step = _make_step(problem, optimizer, batch_size)
-        full_batch = batch_size is None or batch_size == problem.num_examples
-
-        def one_step(c, _):
-            params, opt_state, key, diverged, diverged_at, k = c
-            if full_batch:  # no batch to draw: skip the split (RNG is a large part of a cheap step)
-                sub = key
-            else:
-                key, sub = jax.random.split(key)
-            params, opt_state, finite = step(params, opt_state, sub)
-            # theta_k is non-finite iff its outputs are (for any model whose parameters all reach the outputs):
-            # checked on the residual the step computed anyway, so the check costs no pass over the parameters.
-            diverged_at = jnp.where(~finite & ~diverged, k, diverged_at)
-            return (params, opt_state, key, diverged | ~finite, diverged_at, k + 1), None
-
         def one_record(c, _):
             start = c[:2]
             # fori_loop: a scan for a static record_every, a while loop for a traced one (one compile, any horizon).
-            c = jax.lax.fori_loop(0, record_every, lambda _, c: one_step(c, None)[0], c)
-            params, opt_state, key, diverged, diverged_at, k = c
-            # Once per record: a non-finite state the residual did not reveal, and the rollback of a diverged run
-            # to the last record before it diverged (so records, fits and final params stay finite).
-            hidden = ~_all_finite(params) & ~diverged
-            diverged_at = jnp.where(hidden, k, diverged_at)
-            diverged = diverged | hidden
-            params, opt_state = _tree_where(diverged, start, (params, opt_state))
-            c = (params, opt_state, key, diverged, diverged_at, k)
-            obs = {name: fn(problem, params) for name, fn in names}
-            return c, (k, obs)
+            c = jax.lax.fori_loop(0, record_every, lambda _, c: one_step(problem, c), c)
+            return end_record(problem, c, start)
 
         return jax.lax.scan(one_record, carry, None, length=n_records)
 
     return run
+
+
+def _host_loop_chunk(
+    optimizer: optax.GradientTransformation,
+    batch_size: int | None,
+    record_every: int,
+    n_records: int,
+    names: tuple[tuple[str, Observable], ...],
+) -> Callable:
+    """:func:`_chunk_function` with the steps driven from Python: one compiled call per step and per record."""
+    one_step = _step_function(optimizer, batch_size)
+    end_record = _record_function(names)
+
+    def run(problem: Problem, carry: tuple):
+        ks, obs = [], []
+        for _ in range(n_records):
+            start = carry[:2]
+            for _ in range(record_every):
+                carry = structural_jit(one_step, problem, carry)
+            carry, (k, o) = structural_jit(end_record, problem, carry, start)
+            ks.append(k)
+            obs.append(o)
+        return carry, (jnp.stack(ks), {name: jnp.stack([o[name] for o in obs]) for name, _ in names})
+
+    return run
+
+
+def loops_are_slow(problem: Problem, params: Params) -> bool:
+    """Whether this model's steps must be driven from the host: convolutions on XLA:CPU.
+
+    XLA:CPU runs the gradient of a convolution inside a while loop about 40x slower than the same
+    gradient compiled alone (jax-ml/jax#12868; measured here on ResNet-18: two steps in a ``scan``
+    12 s, unrolled 0.3 s), so :func:`simulate` and the sweeps drive such a model's steps from Python
+    on CPU, one compiled call per step (the same numbers). GPUs and TPUs keep the compiled loop.
+    """
+    if jax.default_backend() != "cpu":
+        return False
+    jaxpr = jax.make_jaxpr(problem.predict)(params, problem.inputs[:1])
+    return "conv_general_dilated" in str(jaxpr)
 
 
 def _divisor_at_most(total: int, cap: int) -> int:
@@ -289,11 +342,15 @@ def simulate(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=steps, desc=f"simulate {problem.name}", unit="step")
-    chunk = _chunk_function(optimizer, batch_size, record_every, total // chunks, names)
+    host = eager and loops_are_slow(problem, params0)
+    chunk = (_host_loop_chunk if host else _chunk_function)(optimizer, batch_size, record_every, total // chunks, names)
     for _ in range(chunks):
         # Eager calls compile once per program (not per optimizer object); under jit/vmap the caller compiles.
         with full_precision():
-            carry, (ks, obs) = structural_jit(chunk, problem, carry) if eager else chunk(problem, carry)
+            if host:
+                carry, (ks, obs) = chunk(problem, carry)
+            else:
+                carry, (ks, obs) = structural_jit(chunk, problem, carry) if eager else chunk(problem, carry)
         step_list.append(ks)
         obs_list.append(obs)
         if bar is not None:

@@ -1,4 +1,12 @@
-"""Shared helpers: a quadratic test loss, NumPy heavy-ball recurrences and a small toy-valley sweep spec."""
+"""Shared helpers: a quadratic test loss, NumPy heavy-ball recurrences, a small toy-valley sweep spec and a
+CIFAR-10 archive in the official format."""
+
+import gzip
+import io
+import pickle
+import struct
+import tarfile
+from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
@@ -51,3 +59,40 @@ def toy_spec(**kw):
     )
     base.update(kw)
     return SweepSpec(**base)
+
+
+def cifar_batch(n, offset):
+    """One CIFAR-10 batch dict as the official pickles hold it: n random images, labels cycling from offset."""
+    rng = np.random.default_rng(offset)
+    data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+    labels = [(i + offset) % 10 for i in range(n)]
+    return {b"batch_label": b"batch", b"labels": labels, b"data": data, b"filenames": [b"x.png"] * n}
+
+
+def write_cifar(folder: Path, archive: bool, per_batch: int = 4, test: int = 3) -> dict:
+    """Five training batches and a test batch in the official "python version" format (random pixels)."""
+    batches = {f"data_batch_{i}": cifar_batch(per_batch, i) for i in range(1, 6)} | {"test_batch": cifar_batch(test, 9)}
+    blobs = {name: pickle.dumps(batch, protocol=2) for name, batch in batches.items()}
+    if archive:
+        with tarfile.open(folder / "cifar-10-python.tar.gz", "w:gz") as tar:
+            for name, blob in blobs.items():
+                info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+                info.size = len(blob)
+                tar.addfile(info, io.BytesIO(blob))
+    else:
+        (folder / "cifar-10-batches-py").mkdir()
+        for name, blob in blobs.items():
+            (folder / "cifar-10-batches-py" / name).write_bytes(blob)
+    return batches
+
+
+SHARED_FASHION = Path(__file__).resolve().parents[2] / "shared" / "data" / "fashion-mnist" / "fashion-mnist-70k.npz"
+"""The fallback copy of Fashion-MNIST (70,000 images without the official split), for machines without the
+Debian package."""
+
+
+def write_idx(path: Path, array: np.ndarray, gz: bool) -> None:
+    """An IDX file (uint8 data) as the official Fashion-MNIST files are written, gzipped or not."""
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    data = header + array.astype(np.uint8).tobytes()
+    path.write_bytes(gzip.compress(data) if gz else data)

@@ -6,25 +6,16 @@ the official split; its own README gives the statistics checked) and says so in 
 """
 
 import gzip
-import io
 import pickle
 import struct
-import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import SHARED_FASHION as SHARED, write_cifar, write_idx
 
 import flatter
 from flatter.data import DEBIAN_FOLDER, load_cifar10, load_fashion_mnist, read_idx, stratified_subset
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "fashion-mnist" / "fashion-mnist-70k.npz"
-
-
-def write_idx(path: Path, array: np.ndarray, gz: bool) -> None:
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    data = header + array.astype(np.uint8).tobytes()
-    path.write_bytes(gzip.compress(data) if gz else data)
 
 
 def small_fashion(folder: Path, gz: bool, n_train=30, n_test=10) -> dict:
@@ -85,29 +76,6 @@ def test_real_fashion_mnist(capsys):
     assert np.bincount(labels[subset]).tolist() == [100] * 10
     np.testing.assert_array_equal(subset, stratified_subset(labels, 100, seed=0))  # deterministic
     assert not np.array_equal(subset, stratified_subset(labels, 100, seed=1))
-
-
-def cifar_batch(n, offset):
-    rng = np.random.default_rng(offset)
-    data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
-    labels = [(i + offset) % 10 for i in range(n)]
-    return {b"batch_label": b"batch", b"labels": labels, b"data": data, b"filenames": [b"x.png"] * n}
-
-
-def write_cifar(folder: Path, archive: bool) -> dict:
-    batches = {f"data_batch_{i}": cifar_batch(4, i) for i in range(1, 6)} | {"test_batch": cifar_batch(3, 9)}
-    blobs = {name: pickle.dumps(batch, protocol=2) for name, batch in batches.items()}
-    if archive:
-        with tarfile.open(folder / "cifar-10-python.tar.gz", "w:gz") as tar:
-            for name, blob in blobs.items():
-                info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
-                info.size = len(blob)
-                tar.addfile(info, io.BytesIO(blob))
-    else:
-        (folder / "cifar-10-batches-py").mkdir()
-        for name, blob in blobs.items():
-            (folder / "cifar-10-batches-py" / name).write_bytes(blob)
-    return batches
 
 
 @pytest.mark.parametrize("form", ["archive", "archive's folder", "extracted", "extracted's parent"])

@@ -29,9 +29,7 @@ def mlp():
 
 
 @pytest.mark.parametrize("make", [sensing, mlp], ids=["closed-form pullback", "autodiff pullback"])
-@pytest.mark.parametrize(
-    "mode,batch", [("minibatch", None), ("all", None), ("one", None), ("minibatch", 5)], ids=str
-)
+@pytest.mark.parametrize("mode,batch", [("minibatch", None), ("all", None), ("one", None), ("minibatch", 5)], ids=str)
 def test_same_trajectory_as_the_two_pass_transform(make, mode, batch):
     problem, params = make()
     tx = optax.chain(flatter.label_noise(0.3, key=jax.random.key(5), mode=mode), flatter.heavy_ball(0.02, 0.9))

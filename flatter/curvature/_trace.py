@@ -54,15 +54,30 @@ def hutchinson_trace(
     return TraceEstimate(jnp.asarray(mean), jnp.asarray(sem))
 
 
-def hutchinson_observable(num_probes: int = 8, *, seed: int = 0, kind: str = "gauss_newton", batch_size=None):
+def hutchinson_observable(
+    num_probes: int = 8,
+    *,
+    seed: int = 0,
+    kind: str = "gauss_newton",
+    batch_size: int | None = None,
+    examples: int | None = None,
+):
     """An observable ``fn(problem, params)`` for :func:`flatter.simulate`: a cheap Hutchinson tr of the curvature.
 
     The probes are the same at every record (key from ``seed``), so a trajectory's records are
-    comparable with each other; use more probes for absolute values.
+    comparable with each other; use more probes for absolute values. ``examples`` estimates the
+    trace of the loss on an evenly spaced subset of that many training examples (every
+    :math:`\\lfloor n/m \\rfloor`-th, so a class-sorted data set keeps its class balance): an
+    unbiased estimate of the full trace when the examples are exchangeable, at :math:`m/n` of the cost.
     """
     num_probes = check_positive_int("num_probes", num_probes)
+    if examples is not None:
+        examples = check_positive_int("examples", examples)
 
     def observable(problem: Problem, params: Params):
+        if examples is not None and examples < problem.num_examples:
+            stride = problem.num_examples // examples
+            problem = problem.with_data(problem.inputs[::stride][:examples], problem.targets[::stride][:examples])
         return hutchinson_trace(
             problem, params, key=jax.random.key(seed), num_probes=num_probes, kind=kind, batch_size=batch_size
         ).mean

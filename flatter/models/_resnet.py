@@ -35,18 +35,24 @@ class ResNet18(nnx.Module):
     Two :class:`BasicBlock` per stage (strides 1, 2, 2, 2), global average pooling and a linear
     head. GroupNorm (32 channels per group) replaces BatchNorm. With 10 classes it has 11,173,962
     parameters, the published count of this variant (He et al.'s ResNet-18 adapted to 32 x 32 inputs;
-    GroupNorm has the same per-channel scale and bias as BatchNorm). Inputs are NHWC.
+    GroupNorm has the same per-channel scale and bias as BatchNorm). Inputs are NHWC. ``width`` (64 in
+    the paper) sets the stem's channels, the stages have width x (1, 2, 4, 8); it must be a multiple of
+    the group size 32.
     """
 
-    def __init__(self, num_classes: int = 10, *, in_channels: int = 3, rngs: nnx.Rngs):
-        self.stem = nnx.Conv(in_channels, 64, (3, 3), strides=1, padding=1, use_bias=False, rngs=rngs)
-        self.stem_norm = nnx.GroupNorm(64, num_groups=None, group_size=GROUP_SIZE, rngs=rngs)
-        blocks, cin = [], 64
-        for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+    def __init__(self, num_classes: int = 10, *, in_channels: int = 3, width: int = 64, rngs: nnx.Rngs):
+        if isinstance(width, bool) or not isinstance(width, int) or width < GROUP_SIZE or width % GROUP_SIZE:
+            raise ValueError(
+                f"width must be a positive multiple of the GroupNorm group size {GROUP_SIZE}, got {width!r}"
+            )
+        self.stem = nnx.Conv(in_channels, width, (3, 3), strides=1, padding=1, use_bias=False, rngs=rngs)
+        self.stem_norm = nnx.GroupNorm(width, num_groups=None, group_size=GROUP_SIZE, rngs=rngs)
+        blocks, cin = [], width
+        for cout, stride in ((width, 1), (2 * width, 2), (4 * width, 2), (8 * width, 2)):
             blocks += [BasicBlock(cin, cout, stride, rngs=rngs), BasicBlock(cout, cout, 1, rngs=rngs)]
             cin = cout
         self.blocks = nnx.List(blocks)
-        self.head = nnx.Linear(512, num_classes, rngs=rngs)
+        self.head = nnx.Linear(8 * width, num_classes, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         x = jax.nn.relu(self.stem_norm(self.stem(x)))

@@ -13,6 +13,14 @@ import numpy as np
 
 from .._validation import check_choice, check_positive_int, check_range
 
+NOISES = ("gaussian", "flip")
+"""Label noise of a sweep: ``gaussian`` (:func:`flatter.label_noise`, scale ``sigmas``) or ``flip``
+(:func:`flatter.label_flip`, the flip probability ``sigmas``, for one-hot targets of a classifier)."""
+
+LATER_FIELDS = {"noise": "gaussian", "flow_time": None, "curves": ()}
+"""Fields added after the first release, with their defaults: left out of the digest when at the default, so
+the results folders of earlier sweeps still resume."""
+
 VARIANTS = ("sgdm", "nesterov", "sgd-same-eta", "sgd-eta-eff", "sgdm-no-label-noise")
 """Optimizer variants of a sweep point (eta, gamma, C):
 
@@ -34,6 +42,14 @@ class SweepSpec:
     times the observable's value at the start). Horizons are ``horizon_factor``
     times the predicted settling steps (at least ``min_steps``), rounded up to a power of two times
     ``records`` so that a handful of compiled step counts serve the whole grid.
+
+    The prediction comes from the label-noise flow integrated from the start point (squared loss,
+    a model small enough for its Jacobian); give ``flow_time`` instead (the time
+    :math:`t^* = \\eta_\\mathrm{eff}^2 k` the criterion takes, e.g. from a pilot run) for networks,
+    cross-entropy or label flips: horizons are then ``horizon_factor`` x
+    :math:`(t^*/\\eta_\\mathrm{eff}^2 + 5/(1-\\beta))`. ``noise`` picks the label noise (:data:`NOISES`);
+    ``curves`` names observables whose every record is kept (``curve_<name>`` in the results, for
+    figures of the trajectories and criteria computed afterwards).
     """
 
     problem: str
@@ -57,6 +73,9 @@ class SweepSpec:
     phase1: bool = True
     seed: int = 0
     problem_digest: str | None = None
+    noise: str = "gaussian"
+    flow_time: float | None = None
+    curves: tuple[str, ...] = ()
 
     def __post_init__(self):
         # Everything is checked here, before a folder is touched or anything is traced.
@@ -70,6 +89,13 @@ class SweepSpec:
             raise TypeError(f"problem_digest must be a string (see SweepSpec.for_problem), got {self.problem_digest!r}")
         if not isinstance(self.problem_kwargs, dict):
             raise TypeError(f"problem_kwargs must be a dict of keyword arguments, got {self.problem_kwargs!r}")
+        if isinstance(self.curves, str) or not isinstance(self.curves, tuple | list):
+            raise TypeError(f"curves must be a sequence of observable names, got {self.curves!r}")
+        object.__setattr__(self, "curves", tuple(self.curves))
+        check_choice("noise", self.noise, NOISES)
+        if self.flow_time is not None:
+            check_range("flow_time", self.flow_time, lower=0.0, lower_inclusive=False)
+            object.__setattr__(self, "flow_time", float(self.flow_time))
         for name in ("variants", "gammas", "Cs", "etas", "sigmas", "batch_sizes"):
             value = getattr(self, name)
             if isinstance(value, str | bytes) or not isinstance(value, tuple | list | np.ndarray):
@@ -85,7 +111,7 @@ class SweepSpec:
         check_range("etas", self.etas, lower=0.0, lower_inclusive=False)
         check_range("gammas", self.gammas, lower=0.0)
         check_range("Cs", self.Cs, lower=0.0, lower_inclusive=False)
-        check_range("sigmas", self.sigmas, lower=0.0)
+        check_range("sigmas", self.sigmas, lower=0.0, upper=1.0 if self.noise == "flip" else None)
         check_range("horizon_factor", self.horizon_factor, lower=1.0)
         check_range("threshold", self.threshold)
         check_choice("label_noise_mode", self.label_noise_mode, ("minibatch", "all", "one"))
@@ -117,6 +143,9 @@ class SweepSpec:
             raise ValueError(
                 f"observable must be one of the problem's observables {list(observables)}, got {self.observable!r}"
             )
+        unknown = [c for c in self.curves if c not in observables]
+        if unknown:
+            raise ValueError(f"curves must be observables of the problem {list(observables)}, got {unknown}")
         for b in self.batch_sizes:
             if b is not None and b > n:
                 raise ValueError(f"batch_sizes must be in [1, n={n}] for problem {self.problem!r}, got {b}")
@@ -168,6 +197,9 @@ class SweepSpec:
         fields = dataclasses.asdict(self)
         if fields["problem_digest"] is None:  # registered problems keep the digests they always had
             del fields["problem_digest"]
+        for name, default in LATER_FIELDS.items():
+            if fields[name] == default or (name == "curves" and not fields[name]):
+                del fields[name]
         return json.loads(json.dumps(fields))
 
     @property

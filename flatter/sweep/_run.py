@@ -17,11 +17,12 @@ from .._criteria import first_passage, settling_time
 from .._interpolate import interpolate
 from .._io import environment
 from .._precision import full_precision
-from .._simulate import simulate_records
+from .._simulate import _record_function, _resolve_observables, _start, _step_function, loops_are_slow, simulate_records
 from .._validation import check_positive_int
 from ..problems import make_problem
 from ..timescales import settle_estimate
 from ..transforms._heavy_ball import heavy_ball
+from ..transforms._label_flip import label_flip
 from ..transforms._label_noise import label_noise
 from ._grid import SweepSpec, problem_digest
 from ._reference import flow_reference
@@ -55,6 +56,16 @@ def prepare(spec: SweepSpec, problem=None, params0=None):
     if params0 is None:
         params0 = problem.init_params(jax.random.key(spec.seed))
     problem.check_params(params0)
+    if spec.noise == "flip" and problem.loss_kind != "cross_entropy":
+        raise ValueError(
+            f"noise='flip' flips the labels of a classifier: it needs loss='cross_entropy', problem {problem.name!r} "
+            f"has loss={problem.loss_kind!r} (use noise='gaussian')"
+        )
+    if spec.flow_time is None and problem.loss_kind != "squared":
+        raise ValueError(
+            "the flow reference that sizes the horizons needs a squared loss: give the spec a flow_time "
+            "(the time eta_eff^2 * steps the criterion takes, e.g. from a pilot run)"
+        )
     if spec.phase1:
         params0, _ = interpolate(problem, params0)
     return problem, params0
@@ -73,20 +84,34 @@ def _label_noise_batch(spec: SweepSpec, batch_size: np.ndarray, n: int) -> np.nd
     return np.where(batch_size < 0, n, batch_size)
 
 
+def fields_of(spec: SweepSpec) -> tuple[str, ...]:
+    """The per-run fields a sweep stores: :data:`FIELDS` and a ``curve_<name>`` per recorded curve."""
+    return FIELDS + tuple(f"curve_{name}" for name in spec.curves)
+
+
 def horizons(spec: SweepSpec, points: dict, reference: dict, n: int) -> np.ndarray:
-    """Steps per run: ``horizon_factor`` x the predicted settling steps, as records x 2^j."""
-    b_noise = _label_noise_batch(spec, points["batch_size"], n)
-    sigma = np.where(points["sigma"] > 0, points["sigma"], 1.0)
-    t_star = reference["flow_time"] * 4.0 * b_noise / sigma**2
-    pred = settle_estimate(
-        flow_time=t_star,
-        distance=reference["distance"],
-        grad_norm=reference["grad_norm"],
-        eta=points["step_eta"],
-        beta=points["step_beta"],
-        sigma=sigma,
-        batch_size=b_noise,
-    )
+    """Steps per run: ``horizon_factor`` x the predicted settling steps, as records x 2^j.
+
+    With ``spec.flow_time`` (``reference["given"]``) the prediction is
+    :math:`t^*/\\eta_\\mathrm{eff}^2 + 5/(1-\\beta)` at the spec's own noise; otherwise
+    :func:`flatter.timescales.settle_estimate` from the flow reference, rescaled to each run's noise.
+    """
+    a = 1.0 - points["step_beta"]
+    if reference.get("given"):
+        pred = reference["flow_time"] * (a / points["step_eta"]) ** 2 + 5.0 / a
+    else:
+        b_noise = _label_noise_batch(spec, points["batch_size"], n)
+        sigma = np.where(points["sigma"] > 0, points["sigma"], 1.0)
+        t_star = reference["flow_time"] * 4.0 * b_noise / sigma**2
+        pred = settle_estimate(
+            flow_time=t_star,
+            distance=reference["distance"],
+            grad_norm=reference["grad_norm"],
+            eta=points["step_eta"],
+            beta=points["step_beta"],
+            sigma=sigma,
+            batch_size=b_noise,
+        )
     # Baselines without momentum at the same eta take the horizon their own prediction gives; the variant
     # without label noise has no drift along the valley and gets the horizon of its SGDM twin.
     want = np.clip(spec.horizon_factor * pred, spec.min_steps, spec.max_steps)
@@ -99,17 +124,39 @@ def _structure(variant: str) -> tuple[bool, bool]:
     return variant == "nesterov", variant != "sgdm-no-label-noise"
 
 
+def _optimizer(problem, spec: SweepSpec, nesterov: bool, noisy: bool, eta, beta, sigma, k_noise, batch):
+    mode = spec.label_noise_mode if batch is None else "minibatch"
+    tx = heavy_ball(eta, beta, nesterov=nesterov)
+    if noisy and spec.noise == "flip":
+        return optax.chain(label_flip(sigma, key=k_noise, num_classes=problem.targets.shape[-1]), tx)
+    if noisy:
+        return optax.chain(label_noise(sigma, key=k_noise, mode=mode), tx)
+    return tx
+
+
+def _outcome(spec: SweepSpec, threshold: float, steps, observables, diverged) -> dict:
+    """A run's stored fields from its records: the two criteria, the final value and the curves."""
+    values = observables[spec.observable]
+    first = first_passage(steps, values, threshold, below=spec.below, diverged=diverged)
+    settle = settling_time(steps, values, threshold, below=spec.below, diverged=diverged)
+    return {
+        "T_first": first.time,
+        "T_settle": settle.time,
+        "censored_first": first.censored,
+        "censored_settle": settle.censored,
+        "diverged": diverged,
+        "final_value": values[-1],
+        **{f"curve_{name}": observables[name] for name in spec.curves},
+    }
+
+
 def _run_fn(problem, params0, spec: SweepSpec, threshold: float, nesterov: bool, noisy: bool, batch_size: int):
     """The vmapped runs of one chunk; the steps between records are an input, so every horizon shares it."""
     batch = None if batch_size < 0 else int(batch_size)
-    mode = spec.label_noise_mode if batch is None else "minibatch"
 
     def run(eta, beta, sigma, key_data, record_every):
-        key = jax.random.wrap_key_data(key_data)
-        k_noise, k_sim = jax.random.split(key)
-        tx = heavy_ball(eta, beta, nesterov=nesterov)
-        if noisy:
-            tx = optax.chain(label_noise(sigma, key=k_noise, mode=mode), tx)
+        k_noise, k_sim = jax.random.split(jax.random.wrap_key_data(key_data))
+        tx = _optimizer(problem, spec, nesterov, noisy, eta, beta, sigma, k_noise, batch)
         traj = simulate_records(
             problem,
             tx,
@@ -118,21 +165,62 @@ def _run_fn(problem, params0, spec: SweepSpec, threshold: float, nesterov: bool,
             record_every=record_every,
             n_records=spec.records,
             batch_size=batch,
-            observables=[spec.observable],
+            observables=list(dict.fromkeys((spec.observable, *spec.curves))),
         )
-        values = traj.observables[spec.observable]
-        first = first_passage(traj.steps, values, threshold, below=spec.below, diverged=traj.diverged)
-        settle = settling_time(traj.steps, values, threshold, below=spec.below, diverged=traj.diverged)
-        return {
-            "T_first": first.time,
-            "T_settle": settle.time,
-            "censored_first": first.censored,
-            "censored_settle": settle.censored,
-            "diverged": traj.diverged,
-            "final_value": values[-1],
-        }
+        return _outcome(spec, threshold, traj.steps, traj.observables, traj.diverged)
 
-    return jax.vmap(run, in_axes=(0, 0, 0, 0, None))
+    return jax.jit(jax.vmap(run, in_axes=(0, 0, 0, 0, None)))
+
+
+def _host_run_fn(problem, params0, spec: SweepSpec, threshold: float, nesterov: bool, noisy: bool, batch_size: int):
+    """:func:`_run_fn` for models whose steps must be driven from the host (:func:`flatter.loops_are_slow`).
+
+    The same runs (the same keys, steps and records), one after another, one compiled call per step.
+    """
+    batch = None if batch_size < 0 else int(batch_size)
+    names = _resolve_observables(problem, list(dict.fromkeys((spec.observable, *spec.curves))))
+
+    def optimizer(eta, beta, sigma, key_data):
+        k_noise, k_sim = jax.random.split(jax.random.wrap_key_data(key_data))
+        return _optimizer(problem, spec, nesterov, noisy, eta, beta, sigma, k_noise, batch), k_sim
+
+    def init(eta, beta, sigma, key_data):
+        tx, k_sim = optimizer(eta, beta, sigma, key_data)
+        carry, _, obs = _start(problem, tx, params0, k_sim, None, names)
+        return carry, jax.tree.map(lambda v: v[0], obs[0])
+
+    def step(eta, beta, sigma, key_data, carry):
+        return _step_function(optimizer(eta, beta, sigma, key_data)[0], batch)(problem, carry)
+
+    def record(carry, start):
+        return _record_function(names)(problem, carry, start)
+
+    def outcome(steps, observables, diverged):
+        return _outcome(spec, threshold, steps, observables, diverged)
+
+    # One run at a time: vmapping runs would turn each convolution into a grouped one, slow on XLA:CPU as well.
+    init_j, step_j, record_j = jax.jit(init), jax.jit(step), jax.jit(record)
+    outcome_j = jax.jit(jax.vmap(outcome, in_axes=(None, 0, 0)))
+
+    def one_run(eta, beta, sigma, key_data, record_every):
+        carry, first = init_j(eta, beta, sigma, key_data)
+        records = [first]
+        for _ in range(spec.records):
+            start = carry[:2]
+            for _ in range(record_every):
+                carry = step_j(eta, beta, sigma, key_data, carry)
+            carry, (_, obs) = record_j(carry, start)
+            records.append(obs)
+        return {name: jnp.stack([r[name] for r in records]) for name, _ in names}, carry[3]
+
+    def run(eta, beta, sigma, key_data, record_every):
+        runs = [one_run(*args, int(record_every)) for args in zip(eta, beta, sigma, key_data, strict=True)]
+        observables = {name: jnp.stack([r[0][name] for r in runs]) for name, _ in names}
+        steps = jnp.arange(spec.records + 1) * int(record_every)
+        return outcome_j(steps, observables, jnp.stack([r[1] for r in runs]))
+
+    run._cache_size = lambda: sum(f._cache_size() for f in (init_j, step_j, record_j, outcome_j))
+    return run
 
 
 def assemble(out: Path, spec: SweepSpec, representative: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -142,19 +230,21 @@ def assemble(out: Path, spec: SweepSpec, representative: np.ndarray) -> tuple[di
     representative's values.
     """
     num = representative.size
+    fields = fields_of(spec)
     data = {
         k: np.full(num, np.nan)
         if k in ("T_first", "T_settle", "final_value")
         else (np.zeros(num, bool) if k.startswith(("censored", "diverged")) else np.full(num, -1, np.int64))
         for k in FIELDS
     }
+    data.update({k: np.full((num, spec.records + 1), np.nan) for k in fields if k.startswith("curve_")})
     finished = np.zeros(num, bool)
     for path in chunk_files(out):
-        chunk = read_chunk(path, spec.digest, num, FIELDS)
-        for k in FIELDS:
+        chunk = read_chunk(path, spec.digest, num, fields)
+        for k in fields:
             data[k][chunk["run"]] = chunk[k]
         finished[chunk["run"]] = True
-    data = {k: v[representative].reshape(spec.shape) for k, v in data.items()}
+    data = {k: v[representative].reshape(spec.shape + v.shape[1:]) for k, v in data.items()}
     return data, finished[representative].reshape(spec.shape)
 
 
@@ -256,9 +346,12 @@ def _run_sweep(spec, out, *, chunk_size, progress, max_chunks, shard, verbose, p
     problem, params0 = prepare(spec, problem, params0)
     points = spec.points()
     threshold = resolved_threshold(problem, params0, spec)
-    reference = flow_reference(
-        problem, params0, observable=spec.observable, threshold=threshold, below=spec.below, progress=progress
-    ).to_dict()
+    if spec.flow_time is None:
+        reference = flow_reference(
+            problem, params0, observable=spec.observable, threshold=threshold, below=spec.below, progress=progress
+        ).to_dict()
+    else:
+        reference = {"flow_time": spec.flow_time, "given": True, "steps": 0}
     steps = horizons(spec, points, reference, problem.num_examples)
     setup_seconds = time.perf_counter() - start
     if verbose:
@@ -268,6 +361,7 @@ def _run_sweep(spec, out, *, chunk_size, progress, max_chunks, shard, verbose, p
             f"horizons {sorted(set(steps.tolist()))}",
             flush=True,
         )
+    host_loop = loops_are_slow(problem, params0)
     n_dev = jax.device_count() if shard else 1
     sharding = NamedSharding(_mesh(), PartitionSpec("runs")) if shard and n_dev > 1 else None
     base_key = jax.random.key(spec.seed + 1)
@@ -295,7 +389,7 @@ def _run_sweep(spec, out, *, chunk_size, progress, max_chunks, shard, verbose, p
         write_plan(out, spec.digest, representative, steps)
     # What is done is what verified chunks of this spec hold (whatever chunking wrote them). With several
     # processes, process 0's reading is the plan of all of them.
-    done = done_runs(out, spec.digest, len(points["run"]), FIELDS)
+    done = done_runs(out, spec.digest, len(points["run"]), fields_of(spec))
     if jax.process_count() > 1:
         done = np.asarray(multihost_utils.broadcast_one_to_all(done))
     # Variants that differ only in (eta, beta) share a compiled program, so they share chunks too.
@@ -334,7 +428,8 @@ def _run_sweep(spec, out, *, chunk_size, progress, max_chunks, shard, verbose, p
         padded = np.concatenate([idx, np.repeat(idx[-1:], size - len(idx))])
         fn = compiled.get(structure)
         if fn is None:
-            fn = compiled[structure] = jax.jit(_run_fn(problem, params0, spec, threshold, *structure))
+            make = _host_run_fn if host_loop else _run_fn
+            fn = compiled[structure] = make(problem, params0, spec, threshold, *structure)
         args = [points["step_eta"][padded], points["step_beta"][padded], points["sigma"][padded]]
         args = [np.asarray(a, dtype=jnp.result_type(float)) for a in args] + [key_data[padded]]
         if sharding is not None:
