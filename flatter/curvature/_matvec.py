@@ -48,6 +48,8 @@ def curvature_matvec(
             _, pullback = jax.vjp(lambda t: problem.predict(unravel(t), x), theta)
             return pullback(jv)[0] / n
 
+        if xs.shape[0] == 1:  # no loop around the model: XLA:CPU runs convolution gradients in loops slowly
+            return one((xs[0], ys[0]))
         return jnp.sum(jax.lax.map(one, (xs, ys)), axis=0)
 
     return matvec, theta
