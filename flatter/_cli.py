@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         for name in ("cpu_devices", "seeds", "steps", "width"):
-            if (getattr(args, name, 1) or 1) < 1:
+            if getattr(args, name, None) is not None and getattr(args, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
         _check_out(args.out)
         _configure_machine(args.cpu_devices)
