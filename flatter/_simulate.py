@@ -15,7 +15,7 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree
 
 from ._precision import full_precision
 from ._problem import Observable, Params, Problem
-from ._structural_jit import structural_jit
+from ._structural_jit import structural_compile, structural_jit
 from ._validation import check_key, check_positive_int, is_concrete
 from .transforms._label_flip import LabelFlipState, draw_label_flip
 from .transforms._label_noise import check_full_batch_mode, draw_label_noise, leading_label_noise, leading_state
@@ -237,12 +237,14 @@ def _host_loop_chunk(
     end_record = _record_function(names)
 
     def run(problem: Problem, carry: tuple):
+        step = structural_compile(one_step, problem, carry)  # traced once per chunk, compiled once per program
+        record = structural_compile(end_record, problem, carry, carry[:2])
         ks, obs = [], []
         for _ in range(n_records):
             start = carry[:2]
             for _ in range(record_every):
-                carry = structural_jit(one_step, problem, carry)
-            carry, (k, o) = structural_jit(end_record, problem, carry, start)
+                carry = step(problem, carry)
+            carry, (k, o) = record(problem, carry, start)
             ks.append(k)
             obs.append(o)
         return carry, (jnp.stack(ks), {name: jnp.stack([o[name] for o in obs]) for name, _ in names})

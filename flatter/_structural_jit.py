@@ -39,6 +39,13 @@ def structural_jit(fn: Callable[..., Any], *args: Any) -> Any:
       >>> print(outs[2], cache_size() - before)  # three closures, one program, one compile
       [3. 3. 3.] 1
     """
+    return structural_compile(fn, *args)(*args)
+
+
+def structural_compile(fn: Callable[..., Any], *args: Any) -> Callable[..., Any]:
+    """``fn`` traced once at ``args`` and compiled as :func:`structural_jit` does: a function of arguments of
+    the same structure, shapes and dtypes, for loops that call the same closure many times (no tracing per call).
+    """
     flat_args, in_tree = jax.tree.flatten(args)
     closed, out_shape = jax.make_jaxpr(lambda *a: fn(*jax.tree.unflatten(in_tree, a)), return_shape=True)(*flat_args)
     out_tree = jax.tree.structure(out_shape)
@@ -53,7 +60,12 @@ def structural_jit(fn: Callable[..., Any], *args: Any) -> Any:
             _CACHE.popitem(last=False)
     else:
         _CACHE.move_to_end(key)
-    return jax.tree.unflatten(out_tree, compiled(list(closed.consts), flat_args))
+    consts = list(closed.consts)
+
+    def call(*call_args: Any) -> Any:
+        return jax.tree.unflatten(out_tree, compiled(consts, jax.tree.leaves(call_args)))
+
+    return call
 
 
 def cache_size() -> int:

@@ -267,17 +267,12 @@ def test_the_host_loop_for_convolutions_on_cpu_gives_the_compiled_loops_numbers(
     host = run(params)  # eager: the host loop
     compiled = jax.jit(run)(params)  # traced: the compiled scan
     np.testing.assert_allclose(host.observables["loss"], compiled.observables["loss"], rtol=1e-10)
-    spec = SweepSpec.for_problem(
+    spec = flip_spec(
         problem,
         gammas=(0.5,),
         etas=(0.2, 0.1),
         sigmas=(0.2,),
-        batch_sizes=(8,),
-        noise="flip",
-        seeds=2,
-        observable="loss",
         threshold=0.5,
-        phase1=False,
         records=4,
         min_steps=8,
         max_steps=16,

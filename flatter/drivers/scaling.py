@@ -157,15 +157,7 @@ def summarize(all_results: list[SweepResults]) -> dict:
         )
         opt = optimal_gamma(spec.gammas, spec.etas, times, cens)
         summary["kappa_two_thirds"] = _kappa_two_thirds(spec)
-        summary["gamma_star"] = {
-            "gamma": opt.gamma,
-            "ci": list(opt.ci),
-            "eta": float(min(spec.etas)),
-            "per_eta": opt.per_eta.tolist(),
-            "per_eta_ci": opt.per_eta_ci.tolist(),
-            "etas": list(spec.etas),
-            "alpha_vertex": opt.alpha_vertex,
-        }
+        summary["gamma_star"] = opt.summary(spec.etas)
     return summary
 
 

@@ -105,6 +105,18 @@ class OptimalGamma(NamedTuple):
     per_eta_ci: np.ndarray
     alpha_vertex: float
 
+    def summary(self, etas) -> dict:
+        """A JSON-ready record of this result for the ``etas`` it was computed on (smallest first in ``eta``)."""
+        return {
+            "gamma": self.gamma,
+            "ci": list(self.ci),
+            "eta": float(min(etas)),
+            "per_eta": self.per_eta.tolist(),
+            "per_eta_ci": self.per_eta_ci.tolist(),
+            "etas": list(etas),
+            "alpha_vertex": self.alpha_vertex,
+        }
+
 
 def optimal_gamma(gammas, etas, times, censored=None, *, n_boot: int = 500, seed: int = 0) -> OptimalGamma:
     """gamma* from ``times[g, i, s]`` (gamma, eta, seed), with bootstrap intervals over seeds."""

@@ -17,7 +17,7 @@ from .._criteria import first_passage, settling_time
 from .._interpolate import interpolate
 from .._io import environment
 from .._precision import full_precision
-from .._simulate import _record_function, _resolve_observables, _start, _step_function, loops_are_slow, simulate_records
+from .._simulate import loops_are_slow, simulate, simulate_records
 from .._validation import check_positive_int
 from ..problems import make_problem
 from ..timescales import settle_estimate
@@ -175,51 +175,37 @@ def _run_fn(problem, params0, spec: SweepSpec, threshold: float, nesterov: bool,
 def _host_run_fn(problem, params0, spec: SweepSpec, threshold: float, nesterov: bool, noisy: bool, batch_size: int):
     """:func:`_run_fn` for models whose steps must be driven from the host (:func:`flatter.loops_are_slow`).
 
-    The same runs (the same keys, steps and records), one after another, one compiled call per step.
+    The same runs (the same keys, steps and records), one after another, each an eager
+    :func:`flatter.simulate` (which steps such a model from Python); vmapping runs would turn each
+    convolution into a grouped one, slow on XLA:CPU as well.
     """
     batch = None if batch_size < 0 else int(batch_size)
-    names = _resolve_observables(problem, list(dict.fromkeys((spec.observable, *spec.curves))))
-
-    def optimizer(eta, beta, sigma, key_data):
-        k_noise, k_sim = jax.random.split(jax.random.wrap_key_data(key_data))
-        return _optimizer(problem, spec, nesterov, noisy, eta, beta, sigma, k_noise, batch), k_sim
-
-    def init(eta, beta, sigma, key_data):
-        tx, k_sim = optimizer(eta, beta, sigma, key_data)
-        carry, _, obs = _start(problem, tx, params0, k_sim, None, names)
-        return carry, jax.tree.map(lambda v: v[0], obs[0])
-
-    def step(eta, beta, sigma, key_data, carry):
-        return _step_function(optimizer(eta, beta, sigma, key_data)[0], batch)(problem, carry)
-
-    def record(carry, start):
-        return _record_function(names)(problem, carry, start)
-
-    def outcome(steps, observables, diverged):
-        return _outcome(spec, threshold, steps, observables, diverged)
-
-    # One run at a time: vmapping runs would turn each convolution into a grouped one, slow on XLA:CPU as well.
-    init_j, step_j, record_j = jax.jit(init), jax.jit(step), jax.jit(record)
-    outcome_j = jax.jit(jax.vmap(outcome, in_axes=(None, 0, 0)))
+    observables = list(dict.fromkeys((spec.observable, *spec.curves)))
+    outcome = jax.jit(
+        jax.vmap(lambda steps, obs, diverged: _outcome(spec, threshold, steps, obs, diverged), (None, 0, 0))
+    )
 
     def one_run(eta, beta, sigma, key_data, record_every):
-        carry, first = init_j(eta, beta, sigma, key_data)
-        records = [first]
-        for _ in range(spec.records):
-            start = carry[:2]
-            for _ in range(record_every):
-                carry = step_j(eta, beta, sigma, key_data, carry)
-            carry, (_, obs) = record_j(carry, start)
-            records.append(obs)
-        return {name: jnp.stack([r[name] for r in records]) for name, _ in names}, carry[3]
+        k_noise, k_sim = jax.random.split(jax.random.wrap_key_data(key_data))
+        tx = _optimizer(problem, spec, nesterov, noisy, eta, beta, sigma, k_noise, batch)
+        return simulate(
+            problem,
+            tx,
+            params0,
+            steps=spec.records * record_every,
+            key=k_sim,
+            record_every=record_every,
+            batch_size=batch,
+            observables=observables,
+            chunks=1,
+        )
 
     def run(eta, beta, sigma, key_data, record_every):
         runs = [one_run(*args, int(record_every)) for args in zip(eta, beta, sigma, key_data, strict=True)]
-        observables = {name: jnp.stack([r[0][name] for r in runs]) for name, _ in names}
-        steps = jnp.arange(spec.records + 1) * int(record_every)
-        return outcome_j(steps, observables, jnp.stack([r[1] for r in runs]))
+        stacked = {name: jnp.stack([r.observables[name] for r in runs]) for name in observables}
+        return outcome(runs[0].steps, stacked, jnp.stack([r.diverged for r in runs]))
 
-    run._cache_size = lambda: sum(f._cache_size() for f in (init_j, step_j, record_j, outcome_j))
+    run._cache_size = outcome._cache_size
     return run
 
 
