@@ -401,12 +401,7 @@ def summarize(results, config: NetworkPreset, phase1_meta: dict, pilot: dict) ->
             alpha[f"{g:.4f}|{name}"] = {
                 "gamma": g,
                 "criterion": name,
-                "alpha": fit.alpha,
-                "se": fit.alpha_se,
-                "ci": list(fit.ci),
-                "prefactor": fit.prefactor,
-                "dropped_etas": fit.dropped,
-                "medians": fit.medians.tolist(),
+                **fit.summary(),
                 "predicted": float(alpha_theory(g)),
             }
     times, censored = criteria["trace_settle"]

@@ -123,12 +123,7 @@ def summarize(all_results: list[SweepResults]) -> dict:
                         "variant": variant,
                         "gamma": g,
                         "criterion": criterion,
-                        "alpha": fit.alpha,
-                        "se": fit.alpha_se,
-                        "ci": list(fit.ci),
-                        "prefactor": fit.prefactor,
-                        "dropped_etas": fit.dropped,
-                        "medians": fit.medians.tolist(),
+                        **fit.summary(),
                         "etas": list(res.spec.etas),
                     }
             sel = res.sel(variant=variant)

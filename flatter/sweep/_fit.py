@@ -26,6 +26,17 @@ class PowerLawFit(NamedTuple):
     dropped: int
     medians: np.ndarray
 
+    def summary(self) -> dict:
+        """A JSON-ready record of the fit (the bootstrap interval as ``ci``, the censored etas as ``dropped_etas``)."""
+        return {
+            "alpha": self.alpha,
+            "se": self.alpha_se,
+            "ci": list(self.ci),
+            "prefactor": self.prefactor,
+            "dropped_etas": self.dropped,
+            "medians": self.medians.tolist(),
+        }
+
 
 def _median_or_nan(times: np.ndarray, censored: np.ndarray) -> np.ndarray:
     # A censored time is a lower bound: the median is known only if fewer than half are censored.
