@@ -22,6 +22,7 @@ from jax.extend import core as jax_core
 
 _CACHE: OrderedDict[str, Callable] = OrderedDict()
 _MAX_ENTRIES = 64
+_COMPILED = 0  # programs compiled so far (the cache itself holds at most _MAX_ENTRIES of them)
 
 
 def structural_jit(fn: Callable[..., Any], *args: Any) -> Any:
@@ -53,6 +54,8 @@ def structural_compile(fn: Callable[..., Any], *args: Any) -> Callable[..., Any]
     key = hashlib.sha256(text.encode()).hexdigest()
     compiled = _CACHE.get(key)
     if compiled is None:
+        global _COMPILED
+        _COMPILED += 1
         jaxpr = closed.jaxpr
         compiled = jax.jit(lambda consts, flat: jax_core.jaxpr_as_fun(jax_core.ClosedJaxpr(jaxpr, consts))(*flat))
         _CACHE[key] = compiled
@@ -70,4 +73,4 @@ def structural_compile(fn: Callable[..., Any], *args: Any) -> Callable[..., Any]
 
 def cache_size() -> int:
     """The number of distinct programs compiled so far (for tests and verbose reports)."""
-    return len(_CACHE)
+    return _COMPILED
