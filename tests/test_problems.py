@@ -89,3 +89,46 @@ def test_custom_observables_and_unknown_name():
     assert float(problem.observe(jnp.ones(2), ["norm"])["norm"]) == 2.0
     with pytest.raises(ValueError, match="unknown observable"):
         problem.observe(jnp.ones(2), ["nope"])
+
+
+@pytest.mark.parametrize("loss", ["squared", "cross_entropy"])
+def test_eval_batch_size_gives_the_same_numbers_in_chunks(loss):
+    """Chunked evaluation (10 examples in chunks of 4: the last one padded) equals one call on all of them,
+    for the loss, the residuals and both accuracies; a chunk counted twice or the padding kept would not."""
+    rng = np.random.default_rng(0)
+    x, xt = rng.normal(size=(10, 3)), rng.normal(size=(7, 3))
+    y, yt = jax.nn.one_hot(rng.integers(0, 4, 10), 4), jax.nn.one_hot(rng.integers(0, 4, 7), 4)
+    w = jnp.asarray(rng.normal(size=(3, 4)))
+    calls = []
+
+    def predict(p, inputs):
+        calls.append(inputs.shape[0])
+        return jnp.tanh(inputs @ p) * 3
+
+    whole = flatter.Problem(predict, x, y, test_inputs=xt, test_targets=yt, loss=loss)
+    chunked = flatter.Problem(predict, x, y, test_inputs=xt, test_targets=yt, loss=loss, eval_batch_size=4)
+    for name in ["loss", "accuracy", "test_loss", "test_accuracy"]:
+        a, b = whole.observe(w, [name])[name], jax.jit(lambda p, q: q.observe(p, [name])[name])(w, chunked)
+        np.testing.assert_allclose(b, a, rtol=1e-12, err_msg=name)
+    expected = whole.residuals(w)
+    calls.clear()
+    np.testing.assert_allclose(chunked.residuals(w), expected, rtol=1e-12)
+    assert calls == [4]  # one chunk's shape traced (lax.map), never all 10 examples at once
+    assert 0.0 < float(whole.accuracy(w)) < 1.0  # a test that can tell a wrong argmax
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True])
+def test_eval_batch_size_must_be_a_positive_integer(bad):
+    with pytest.raises(ValueError, match="eval_batch_size"):
+        flatter.Problem(lambda w, x: x @ w, jnp.ones((3, 2)), jnp.ones(3), eval_batch_size=bad)
+
+
+def test_eval_batch_size_padding_keeps_derivatives_finite():
+    """The padded rows of the last chunk must be real examples: a model with an infinite derivative at a
+    zero input (here a norm, as GroupNorm's variance is 0 on a constant image) turns zero padding into
+    0 * inf = NaN in the gradient, although the padded outputs are dropped."""
+    x = jnp.asarray(np.random.default_rng(1).normal(size=(5, 3)))
+    problem = flatter.Problem(lambda w, z: jnp.linalg.norm(z * w, axis=-1), x, jnp.ones(5), eval_batch_size=4)
+    grad = jax.grad(problem.loss)(jnp.ones(3))
+    expected = jax.grad(lambda w: 0.5 * jnp.mean((jnp.linalg.norm(x * w, axis=-1) - 1) ** 2))(jnp.ones(3))
+    np.testing.assert_allclose(grad, expected, rtol=1e-12)

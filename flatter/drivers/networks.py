@@ -46,6 +46,8 @@ class NetworkPreset:
     each label to another class with probability ``noise_scale`` (Damian et al.: 0.2, batch 256).
     ``threshold``: the tr∇²L criterion, relative to its value after phase 1. ``trace_probes`` Rademacher
     probes on ``trace_examples`` training examples estimate tr∇²L at each of ``records`` records.
+    ``eval_batch_size``: losses and accuracies over a whole split are computed this many examples at a
+    time (:class:`flatter.Problem`'s ``eval_batch_size``).
     """
 
     dataset: str
@@ -74,6 +76,7 @@ class NetworkPreset:
     trace_probes: int
     trace_examples: int
     seed: int = 0
+    eval_batch_size: int = 1000
 
 
 # 2 CPU cores, well under 15 minutes: 2000 training images, a narrower MLP-6, four gammas, four etas.
@@ -237,6 +240,7 @@ def build_problem(config: NetworkPreset, data_dir: str | Path | None = None) -> 
         loss=config.loss,
         observables={"trace": trace},
         name=f"{config.dataset}-{config.model}{config.width}",
+        eval_batch_size=config.eval_batch_size,
     )
     return problem, params, data.source
 
