@@ -148,8 +148,9 @@ class Problem:
                 f"got shape {targets.shape} (use jax.nn.one_hot(labels, classes))"
             )
         self.loss_kind = loss
-        if eval_batch_size is not None and (isinstance(eval_batch_size, bool) or int(eval_batch_size) != eval_batch_size
-                                            or eval_batch_size < 1):
+        if eval_batch_size is not None and (
+            isinstance(eval_batch_size, bool) or int(eval_batch_size) != eval_batch_size or eval_batch_size < 1
+        ):
             raise ValueError(f"eval_batch_size must be a positive integer or None, got {eval_batch_size!r}")
         self.eval_batch_size = None if eval_batch_size is None else int(eval_batch_size)
         self._trace_hessian = trace_hessian
