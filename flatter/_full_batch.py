@@ -83,9 +83,13 @@ def fit_training_set(
             state = step(state)
         return state
 
+    names = ["loss", "accuracy"] if classification else ["loss"]
+    observe = jax.jit(lambda q, p: q.observe(p, names))  # the observables: chunked by eval_batch_size
+
     def fitted(p) -> tuple[bool, float, float]:
-        loss = float(problem.loss(p))
-        accuracy = float(problem.accuracy(p)) if classification else float("nan")
+        values = observe(problem, p)
+        loss = float(values["loss"])
+        accuracy = float(values["accuracy"]) if classification else float("nan")
         return (accuracy >= target_accuracy) if classification else (loss <= tol), loss, accuracy
 
     state = (params, jax.tree.map(jnp.zeros_like, params))

@@ -15,7 +15,7 @@ Observable = Callable[["Problem", Params], Scalar]
 
 
 def _loss(problem: Problem, params: Params) -> Scalar:
-    return problem.loss(params)
+    return problem.loss_of_outputs(problem.outputs(params), problem.targets)
 
 
 def _test_loss(problem: Problem, params: Params) -> Scalar:
@@ -80,11 +80,13 @@ class Problem:
       loss: ``"squared"`` (the default; everything in flatter applies) or ``"cross_entropy"`` (softmax
         cross-entropy on one-hot or soft targets of shape ``(n, classes)``, with ``accuracy``
         observables; the valley machinery, which needs a zero-loss set, does not apply).
-      eval_batch_size: evaluate the model on a whole dataset (``loss``, ``accuracy`` and their test
-        versions with no inputs given) in chunks of this many examples, one chunk's activations in
-        memory at a time (a ``lax.map``; the last chunk padded with the first examples, whose outputs
-        are dropped). ``None``:
-        one call on all examples. A ResNet-18 on the 50,000 CIFAR-10 images needs ~80 GiB at once.
+      eval_batch_size: evaluations of the model on a whole dataset (:meth:`outputs`, the ``loss``,
+        ``accuracy``, ``test_loss`` and ``test_accuracy`` observables, :meth:`accuracy`,
+        :meth:`test_loss`) run in chunks of this many examples, one chunk's activations in memory at
+        a time (a ``lax.map``; the last chunk padded with the first examples, whose outputs are
+        dropped). ``None``: one call on all examples; a ResNet-18 on the 50,000 CIFAR-10 images needs
+        ~80 GiB at once. What is differentiated (:meth:`loss`, :meth:`residuals`) stays one call:
+        chunk a full-batch gradient with :func:`flatter.full_batch_gradient`'s ``batch_size``.
 
     Examples:
       >>> import jax.numpy as jnp, flatter
@@ -311,7 +313,7 @@ class Problem:
         """:math:`f(\\theta, X) - y`, with the training data unless others are given."""
         inputs = self.inputs if inputs is None else inputs
         targets = self.targets if targets is None else targets
-        return self.outputs(params, inputs) - targets
+        return self.predict(params, inputs) - targets
 
     def residual_vector(self, params: Params) -> Float[Array, " N"]:
         """The residuals flattened to one vector (length :math:`n\\times` outputs per example)."""
@@ -323,13 +325,15 @@ class Problem:
         Squared: :math:`\\frac{1}{2m}\\sum_a \\|f(\\theta, x_a) - y_a\\|^2`; cross-entropy:
         :math:`-\\frac1m\\sum_a \\sum_k y_{ak}\\log\\mathrm{softmax}(f_a)_k` with one-hot (or soft) targets.
         """
+        inputs = self.inputs if inputs is None else inputs
+        targets = self.targets if targets is None else targets
+        return self.loss_of_outputs(self.predict(params, inputs), targets)
+
+    def loss_of_outputs(self, outputs: Array, targets: Array) -> Scalar:
+        """The mean loss of given model outputs (:meth:`loss` without the model call)."""
         if self.loss_kind == "cross_entropy":
-            inputs = self.inputs if inputs is None else inputs
-            targets = self.targets if targets is None else targets
-            logits = self.outputs(params, inputs)
-            return -jnp.sum(targets * jax.nn.log_softmax(logits)) / logits.shape[0]
-        r = self.residuals(params, inputs, targets)
-        return 0.5 * jnp.sum(r**2) / r.shape[0]
+            return -jnp.sum(targets * jax.nn.log_softmax(outputs)) / outputs.shape[0]
+        return 0.5 * jnp.sum((outputs - targets) ** 2) / outputs.shape[0]
 
     def output_gradient(self, outputs: Array, targets: Array) -> Array:
         """:math:`\\partial \\ell/\\partial f` per example: :math:`f - y` (squared) or
@@ -345,10 +349,10 @@ class Problem:
         return jnp.mean(jnp.argmax(self.outputs(params, inputs), -1) == jnp.argmax(targets, -1))
 
     def test_loss(self, params: Params) -> Scalar:
-        """The same loss on the held-out data."""
+        """The same loss on the held-out data (an evaluation: chunked by ``eval_batch_size``)."""
         if self.test_inputs is None:
             raise ValueError(f"problem {self.name!r} has no test data")
-        return self.loss(params, self.test_inputs, self.test_targets)
+        return self.loss_of_outputs(self.outputs(params, self.test_inputs), self.test_targets)
 
     def gauss_newton_trace(self, params: Params) -> Scalar:
         """:math:`\\mathrm{tr}(J^\\top J)/n`: equal to :math:`\\mathrm{tr}\\nabla^2 L` on the valley."""

@@ -111,10 +111,13 @@ def test_eval_batch_size_gives_the_same_numbers_in_chunks(loss):
     observed = jax.jit(lambda p, q: q.observe(p, names))(w, chunked)  # through jit: the pytree keeps the chunk
     for name in names:
         np.testing.assert_allclose(observed[name], whole.observe(w, [name])[name], rtol=1e-12, err_msg=name)
-    expected = whole.residuals(w)
+    expected = whole.outputs(w)
     calls.clear()
-    np.testing.assert_allclose(chunked.residuals(w), expected, rtol=1e-12)
+    np.testing.assert_allclose(chunked.outputs(w), expected, rtol=1e-12)
     assert calls == [4]  # one chunk's shape traced (lax.map), never all 10 examples at once
+    calls.clear()
+    chunked.loss(w)
+    assert calls == [10]  # what is differentiated stays one call
     assert 0.0 < float(whole.accuracy(w)) < 1.0  # a test that can tell a wrong argmax
 
 
@@ -130,6 +133,6 @@ def test_eval_batch_size_padding_keeps_derivatives_finite():
     0 * inf = NaN in the gradient, although the padded outputs are dropped."""
     x = jnp.asarray(np.random.default_rng(1).normal(size=(5, 3)))
     problem = flatter.Problem(lambda w, z: jnp.linalg.norm(z * w, axis=-1), x, jnp.ones(5), eval_batch_size=4)
-    grad = jax.grad(problem.loss)(jnp.ones(3))
+    grad = jax.grad(lambda w: problem.observe(w, ["loss"])["loss"])(jnp.ones(3))
     expected = jax.grad(lambda w: 0.5 * jnp.mean((jnp.linalg.norm(x * w, axis=-1) - 1) ** 2))(jnp.ones(3))
     np.testing.assert_allclose(grad, expected, rtol=1e-12)
