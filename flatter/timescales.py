@@ -8,20 +8,24 @@ steps for a convergence criterion.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Bool, Float
+from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
 from ._criteria import first_passage, settling_time
 from ._problem import Params, Problem
+from ._simulate import _resolve_observables
 from ._validation import check_choice, check_momentum, check_positive, check_positive_int, check_range
 from .limit._critical import critical_flow, critical_kappa
 from .limit._dynamics import label_noise_flow as _label_noise_flow
 from .limit._integrate import integrate
+from .limit._modes import spectral_radius as spectral_radius
+from .limit._reduced_sde import paths_function, reduced_hyperparameters
 from .valley._flat import flatten
 from .valley._tangent import flat_tangent_projector
 
@@ -44,32 +48,25 @@ class ValleyGeometry(NamedTuple):
 def measure_geometry(problem: Problem, params: Params, *, rtol: float = 1e-8) -> ValleyGeometry:
     r"""Normal curvatures :math:`h_i` (nonzero eigenvalues of :math:`JJ^\top/n`) and their gradients.
 
-    Dense (the :math:`N\times N` Gram matrix and its eigenvalue derivatives); ``params`` should be on
-    Γ (see :func:`flatter.valley.project`).
+    Dense (the :math:`N\times N` Gram matrix and its eigenvalue derivatives, in one compiled call);
+    ``params`` should be on Γ (see :func:`flatter.valley.project`).
     """
+    h, grads = _all_curvatures(problem, params)
+    keep = np.asarray(h > rtol * h[0])
+    return ValleyGeometry(h[keep], grads[keep])
+
+
+@jax.jit
+def _all_curvatures(problem: Problem, params: Params):
+    """Every eigenvalue of :math:`JJ^\top/n` (descending) and its gradient projected on the tangent space."""
     theta, fp = flatten(problem, params)
 
     def eigs(t):
         jac = jax.jacfwd(fp.residual)(t)
         return jnp.linalg.eigvalsh(jac @ jac.T / fp.num_examples)[::-1]
 
-    h = eigs(theta)
-    keep = np.asarray(h > rtol * h[0])
-    grads = jax.jacrev(eigs)(theta)[keep]
     proj = flat_tangent_projector(fp, theta)
-    return ValleyGeometry(h[keep], jax.vmap(proj)(grads))
-
-
-def spectral_radius(eta, beta, h) -> Float[Array, ...]:
-    r"""Spectral radius of the heavy-ball iteration on a quadratic of curvature :math:`h`.
-
-    The roots of :math:`z^2 - (1+\beta-\eta h)z + \beta = 0`: :math:`\rho = \sqrt\beta` when they are
-    complex (underdamped), else the larger modulus of the two real roots.
-    """
-    a = 1.0 + beta - eta * h
-    disc = a * a - 4.0 * beta
-    real = 0.5 * (jnp.abs(a) + jnp.sqrt(jnp.maximum(disc, 0.0)))
-    return jnp.where(disc < 0, jnp.sqrt(beta), real)
+    return eigs(theta), jax.vmap(proj)(jax.jacrev(eigs)(theta))
 
 
 class Timescales(NamedTuple):
@@ -169,11 +166,14 @@ def predict_timescales(
 
 
 class StepsPrediction(NamedTuple):
-    """Predicted steps to a criterion, with the method used and whether the horizon was enough.
+    r"""Predicted steps to a criterion, with the method used and whether the horizon was enough.
 
-    ``stable`` is False when :math:`\\eta h_\\max > 2(1+\beta)` (heavy ball diverges on the steepest
-    normal direction): then nothing is integrated, ``first = settle = inf``, ``censored`` is True and
-    ``method`` is ``"unstable"``.
+    ``first``/``settle`` are medians over the predictor's paths (one path for the deterministic
+    methods); ``settle_samples`` holds every path's settling steps (``inf`` where censored), for
+    bootstrap intervals. ``censored`` is True when the median itself is a lower bound (more than half
+    the paths did not settle within the last horizon). ``stable`` is False when
+    :math:`\eta h_\max > 2(1+\beta)` (heavy ball diverges on the steepest normal direction): then nothing
+    is integrated, ``first = settle = inf``, ``censored`` is True and ``method`` is ``"unstable"``.
     """
 
     first: float
@@ -182,6 +182,141 @@ class StepsPrediction(NamedTuple):
     method: str
     model_evaluations: int
     stable: bool = True
+    settle_samples: np.ndarray | None = None
+
+
+METHODS = ("sde", "ode", "flow")
+CRITERION_SUBSTEPS = 4
+"""The criteria see each integration step at this many points of its chord (observables only): a coarse
+step would miss the brief late excursions out of the band that set the settling time."""
+
+
+class StepsGrid(NamedTuple):
+    r"""Predicted steps at a grid of points (arrays over the points, flattened in C order).
+
+    ``settle_samples``/``first_samples``: every path's steps (``inf`` where that path is censored),
+    shape ``(points, seeds)``, for bootstrap intervals (:func:`flatter.sweep.optimal_gamma` takes them
+    as the seeds axis). ``first``/``settle``: medians over paths; ``censored``: the median is a lower
+    bound (more than half the paths censored); ``stable``: :math:`\eta h_\max < 2(1+\beta)` (where
+    False nothing is integrated and the steps are ``inf``).
+    """
+
+    first: np.ndarray
+    settle: np.ndarray
+    censored: np.ndarray
+    stable: np.ndarray
+    first_samples: np.ndarray
+    settle_samples: np.ndarray
+    model_evaluations: int
+    method: str
+
+
+def predict_grid(
+    problem: Problem,
+    params0: Params,
+    *,
+    eta,
+    beta,
+    sigma,
+    batch_size: int = 1,
+    observable: str,
+    threshold: float,
+    below: bool = True,
+    method: str = "sde",
+    seeds: int = 48,
+    resolution: int = 32,
+    max_doublings: int = 6,
+    key: PRNGKeyArray | None = None,
+) -> StepsGrid:
+    r"""Predict the steps to a criterion at every point of a grid of ``eta, beta, sigma`` (broadcast), in one compile.
+
+    The reduced SDE of :func:`flatter.limit.reduced_sde` (``method="sde"``: ``seeds`` paths with
+    fluctuating transverse temperatures) or its mean (``"ode"``: one path), from ``params0`` on Γ with
+    no transverse energy, vmapped over the points and the paths; the first-passage and settling
+    criteria (:func:`flatter.first_passage`, :func:`flatter.settling_time` on ``observable`` against
+    ``threshold``) are evaluated inside the compiled function, at ``CRITERION_SUBSTEPS`` points of
+    every integration step's chord (observables only). Each point
+    integrates ``resolution`` steps over a horizon in :math:`s = (1-\beta)k` that starts at
+    :math:`\max(4\tau_2(1-\beta), 12)` and doubles (for the points that need it) until at least
+    three quarters of its paths have settled. Steps are :math:`k = s/(1-\beta)`. Model evaluations
+    count force evaluations (two per integration step) times paths times points integrated.
+
+    Examples:
+      >>> import jax.numpy as jnp, flatter
+      >>> toy = flatter.problems.toy_valley()
+      >>> eta = jnp.array([1e-3, 5e-4])
+      >>> grid = flatter.timescales.predict_grid(toy, toy.init_params(None), eta=eta, beta=1 - eta ** (2 / 3),
+      ...     sigma=1.0, observable="abs_y", threshold=0.1, seeds=8)
+      >>> grid.settle.shape, bool(grid.settle[1] > grid.settle[0])  # T grows as eta falls: ~ eta^(-2/3)
+      ((2,), True)
+    """
+    check_choice("method", method, ("sde", "ode"))
+    eta, beta, sigma = (np.asarray(v, float).ravel() for v in np.broadcast_arrays(eta, beta, sigma))
+    check_positive("eta", eta)
+    check_momentum("beta", beta)
+    check_range("sigma", sigma, lower=0.0)
+    batch_size = check_positive_int("batch_size", batch_size)
+    seeds = check_positive_int("seeds", seeds) if method == "sde" else 1
+    resolution = check_positive_int("resolution", resolution)
+    key = jax.random.key(0) if key is None else key
+    geo = measure_geometry(problem, params0)
+    h, grads = np.asarray(geo.curvatures), np.asarray(geo.curvature_gradients)
+    a = 1.0 - beta
+    stable = eta * h.max() < 2 * (1 + beta)
+    weights = (1 + beta[:, None]) / (2 * (2 * (1 + beta[:, None]) - eta[:, None] * h))
+    speed = (eta / a) ** 2 * sigma**2 / batch_size * np.linalg.norm(weights @ grads, axis=-1)
+    with np.errstate(divide="ignore"):
+        horizon = np.maximum(np.where(speed > 0, 4.0 * a / speed, 12.0), 12.0)
+    run = _jitted_grid(_resolve_observables(problem, [observable]), resolution, seeds, method == "sde", below)
+    shape = (eta.size, seeds)
+    first, first_cens = np.full(shape, np.inf), np.ones(shape, bool)
+    settle, settle_cens = np.full(shape, np.inf), np.ones(shape, bool)
+    todo = stable.copy()
+    evaluations = 0
+    for attempt in range(max_doublings + 1):
+        if not todo.any():
+            break
+        ds = horizon / resolution
+        hyper = reduced_hyperparameters(eta, beta, sigma, batch_size, ds)
+        keys = jax.random.split(jax.random.fold_in(key, attempt), eta.size)
+        f, fc, st, sc = map(np.asarray, run(problem, params0, keys, hyper, threshold))
+        evaluations += 2 * resolution * seeds * eta.size  # two force evaluations per step (Heun)
+        # times come back in integration steps: to optimizer steps k = s / (1 - beta)
+        to_steps = (ds / CRITERION_SUBSTEPS / a)[:, None]
+        first = np.where(todo[:, None], f * to_steps, first)
+        first_cens = np.where(todo[:, None], fc, first_cens)
+        settle = np.where(todo[:, None], st * to_steps, settle)
+        settle_cens = np.where(todo[:, None], sc, settle_cens)
+        todo = todo & (settle_cens.mean(axis=1) > 0.25)
+        horizon = np.where(todo, 2 * horizon, horizon)
+    first_samples = np.where(first_cens, np.inf, first)
+    settle_samples = np.where(settle_cens, np.inf, settle)
+    with np.errstate(invalid="ignore"):
+        return StepsGrid(
+            np.where(stable, np.median(first, axis=1), np.inf),
+            np.where(stable, np.median(settle, axis=1), np.inf),
+            ~stable | (settle_cens.mean(axis=1) > 0.5),
+            stable,
+            first_samples,
+            settle_samples,
+            evaluations,
+            method,
+        )
+
+
+@functools.lru_cache(maxsize=32)
+def _jitted_grid(names, resolution: int, seeds: int, fluctuations: bool, below: bool):
+    paths = paths_function(names, resolution, 1, seeds, fluctuations, 2, CRITERION_SUBSTEPS)
+    ((name, _),) = names
+
+    def run(problem, params0, keys, hyper, threshold):
+        values = jax.vmap(paths, in_axes=(None, None, 0, 0))(problem, params0, keys, hyper)[name]
+        index = jnp.arange(values.shape[-1])
+        first = first_passage(index, values, threshold, below=below)
+        settle = settling_time(index, values, threshold, below=below)
+        return first.time, first.censored, settle.time, settle.censored
+
+    return jax.jit(run)
 
 
 def predict_steps(
@@ -195,57 +330,82 @@ def predict_steps(
     observable: str,
     threshold: float,
     below: bool = True,
-    kappa_flow: float = 1e-3,
-    resolution: int = 2000,
+    method: str = "sde",
+    seeds: int = 48,
+    resolution: int | None = None,
     max_doublings: int = 6,
+    key: PRNGKeyArray | None = None,
 ) -> StepsPrediction:
     r"""Predict the steps for ``observable`` to reach (first passage) and stay (settling) past ``threshold``.
 
-    From ``params0`` on Γ with :math:`u(0) = 0`: integrates the critical reduced ODE in
-    :math:`s = (1-\beta)k` with :math:`\kappa` from the hyperparameters (:math:`T = s^*/(1-\beta)`),
-    or, when :math:`\kappa` < ``kappa_flow`` (deep in the adiabatic regime, where the reduced ODE is
-    the label-noise flow), the flow in :math:`t = \eta_\mathrm{eff}^2k` (:math:`T = t^*/
-    \eta_\mathrm{eff}^2`). The horizon starts from :math:`\tau_2` and doubles until the criterion is
-    met (``censored`` otherwise). ``resolution`` is the number of integration steps per horizon. At an
-    unstable point (:math:`\eta h_\max > 2(1+\beta)`) it says so (``stable=False``, infinite steps)
-    instead of predicting a finite time.
+    From ``params0`` on Γ, with the transverse energy 0 (just after phase 1):
+
+    - ``method="sde"`` (default, every regime): :func:`predict_grid` at one point, ``seeds`` paths of
+      the reduced dynamics (:func:`flatter.limit.reduced_sde`) in :math:`s = (1-eta)k` with one
+      fluctuating temperature per normal mode; :math:`T` is the median over paths of
+      :math:`s^*/(1-eta)`. Its cost does not grow with :math:`1/\eta`.
+    - ``method="ode"``: the same with the temperatures at their mean (one path): the critical
+      reduced ODE of THEORY §6.6 with per-mode relaxation rates; it misses the fluctuations (−29% on
+      the toy at :math:`\kappa = 1/4`).
+    - ``method="flow"``: the label-noise flow in :math:`t = \eta_\mathrm{eff}^2k`
+      (:math:`T = t^*/\eta_\mathrm{eff}^2`), the adiabatic limit :math:`\kappa	o0`, ``resolution``
+      steps per horizon, the horizon doubled until the criterion is met.
+
+    At an unstable point (:math:`\eta h_\max > 2(1+eta)`) it says so (``stable=False``, infinite
+    steps) instead of predicting a finite time.
     """
     check_positive("eta", eta)
     check_momentum("beta", beta)
+    check_choice("method", method, METHODS)
+    if method != "flow":
+        grid = predict_grid(
+            problem,
+            params0,
+            eta=eta,
+            beta=beta,
+            sigma=sigma,
+            batch_size=batch_size,
+            observable=observable,
+            threshold=threshold,
+            below=below,
+            method=method,
+            seeds=seeds,
+            resolution=32 if resolution is None else resolution,
+            max_doublings=max_doublings,
+            key=key,
+        )
+        if not grid.stable[0]:
+            return StepsPrediction(math.inf, math.inf, True, "unstable", 0, stable=False)
+        return StepsPrediction(
+            float(grid.first[0]),
+            float(grid.settle[0]),
+            bool(grid.censored[0]),
+            method,
+            grid.model_evaluations,
+            settle_samples=grid.settle_samples[0],
+        )
+    resolution = check_positive_int("resolution", 2000 if resolution is None else resolution)
     a = 1.0 - beta
-    kappa = float(critical_kappa(eta=eta, beta=beta, sigma=sigma, batch_size=batch_size))
     geo = measure_geometry(problem, params0)
     ts = predict_timescales(geo, eta=eta, beta=beta, sigma=sigma, batch_size=batch_size)
     if not ts.stable:  # the discrete dynamics blow up: no limit dynamics describes them
         return StepsPrediction(math.inf, math.inf, True, "unstable", 0, stable=False)
-    use_flow = kappa < kappa_flow
-    # A first horizon in the integration variable (t for the flow, s for the reduced ODE).
-    horizon = 4.0 * ts.tau2 * (eta / a) ** 2 if use_flow else max(4.0 * ts.tau2 * a, 20.0)
+    horizon = 4.0 * ts.tau2 * (eta / a) ** 2
     horizon = horizon if math.isfinite(horizon) and horizon > 0 else 1.0
+    flow = _label_noise_flow(problem, sigma=sigma, batch_size=batch_size)
     evaluations = 0
     for _ in range(max_doublings + 1):
         step = horizon / resolution
-        if use_flow:
-            flow = _label_noise_flow(problem, sigma=sigma, batch_size=batch_size)
-            sol = integrate(problem, flow, params0, t1=resolution * step, dt=step, observables=[observable])
-            scale = (a / eta) ** 2
-        else:
-            sol = critical_flow(problem, params0, kappa=kappa, s1=resolution * step, ds=step, observables=[observable])
-            scale = 1.0 / a
+        sol = integrate(problem, flow, params0, t1=resolution * step, dt=step, observables=[observable])
         evaluations += resolution
-        values = sol.observables[observable]
-        settle = settling_time(sol.ts, values, threshold, below=below)
+        settle = settling_time(sol.ts, sol.observables[observable], threshold, below=below)
         if not bool(settle.censored):
             break
         horizon *= 2
-    # Still censored after the last doubling: the times are lower bounds, flagged as such.
-    first = first_passage(sol.ts, values, threshold, below=below)
+    first = first_passage(sol.ts, sol.observables[observable], threshold, below=below)
+    scale = (a / eta) ** 2
     return StepsPrediction(
-        float(first.time) * scale,
-        float(settle.time) * scale,
-        bool(settle.censored),
-        "flow" if use_flow else "critical",
-        evaluations,
+        float(first.time) * scale, float(settle.time) * scale, bool(settle.censored), "flow", evaluations
     )
 
 

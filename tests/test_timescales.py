@@ -2,6 +2,7 @@
 
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -68,12 +69,15 @@ def test_predicted_steps_match_the_adiabatic_closed_form():
         observables={"abs_y": lambda p, th: jnp.abs(th[1])},
         trace_hessian=None,
     )
-    pred = timescales.predict_steps(
-        problem, jnp.array([0.0, 1.0]), eta=0.0125, beta=0.0, sigma=1.0, observable="abs_y", threshold=0.1
-    )
-    assert pred.method == "flow" and not pred.censored
-    assert pred.settle == pytest.approx(2 * math.log(10) / 0.0125**2, rel=0.01)
-    assert pred.first == pytest.approx(pred.settle, rel=0.01)
+    exact = 2 * math.log(10) / 0.0125**2
+    kwargs = dict(eta=0.0125, beta=0.0, sigma=1.0, observable="abs_y", threshold=0.1)
+    flow = timescales.predict_steps(problem, jnp.array([0.0, 1.0]), method="flow", **kwargs)
+    assert flow.method == "flow" and not flow.censored
+    assert flow.settle == pytest.approx(exact, rel=0.01)
+    assert flow.first == pytest.approx(flow.settle, rel=0.01)
+    sde = timescales.predict_steps(problem, jnp.array([0.0, 1.0]), **kwargs)  # the default: the reduced SDE
+    assert sde.method == "sde" and not sde.censored
+    assert sde.settle == pytest.approx(exact, rel=0.04)
 
 
 def test_alpha_is_v_shaped():
@@ -96,3 +100,74 @@ def test_predict_steps_says_when_the_point_is_unstable():
         problem, start, eta=0.01, beta=0.9, sigma=1.0, observable="abs_y", threshold=0.1
     )
     assert good.stable and np.isfinite(good.settle)
+
+
+def numpy_toy_settle(eta, beta, sigma, steps, seeds=64, delta=0.1, seed=0):
+    """THEORY §6.7's NumPy toy (h = 1 + y^2, y0 = 1, B = 1): the median settling step of |y| < delta."""
+    rng = np.random.default_rng(seed)
+    x, y = np.zeros(seeds), np.ones(seeds)
+    vx, vy = np.zeros(seeds), np.zeros(seeds)
+    last = np.zeros(seeds, int)
+    for k in range(steps):
+        sh = np.sqrt(1 + y * y)
+        res = sh * x - sigma * rng.standard_normal(seeds)
+        gx, gy = res * sh, res * x * y / sh
+        vx, vy = beta * vx + gx, beta * vy + gy
+        x, y = x - eta * vx, y - eta * vy
+        last[y * y >= delta**2] = k + 1
+    assert np.all(last < steps), "horizon too short for the reference"
+    return float(np.median(last))
+
+
+def test_reduced_sde_predicts_the_large_coupling_case_the_ode_misses():
+    """gamma = 2/3, sigma = C = 1 (kappa = 1/4): one transverse mode whose energy is as random as it is large.
+    The reduced SDE must land within 10% of an independent NumPy simulation; the reduced ODE (temperature at
+    its mean) is off by more than 20% here, so the comparison can fail."""
+    eta = 6.4e-4
+    beta = 1 - eta ** (2 / 3)
+    reference = numpy_toy_settle(eta, beta, 1.0, steps=3000)
+    toy = flatter.problems.toy_valley()
+    kwargs = dict(eta=eta, beta=beta, sigma=1.0, observable="abs_y", threshold=0.1)
+    sde = timescales.predict_steps(toy, toy.init_params(None), **kwargs)
+    ode = timescales.predict_steps(toy, toy.init_params(None), method="ode", **kwargs)
+    assert sde.settle == pytest.approx(reference, rel=0.10)
+    assert abs(ode.settle / reference - 1) > 0.2
+    assert sde.model_evaluations <= 64 * 3000 / 50  # >= 50x fewer than the simulation
+
+
+def test_reduced_sde_without_fluctuations_is_the_critical_ode():
+    """fluctuations=False at small eta (every mode underdamped, relaxing at rate 1, weight 1): the
+    critical reduced ODE of THEORY §6.6, integrated independently by flatter.limit.critical_flow."""
+    toy = flatter.problems.toy_valley()
+    eta = 1e-6
+    beta = 1 - eta ** (2 / 3)  # C = 1: kappa = 1/4
+    kappa = float(flatter.limit.critical_kappa(eta=eta, beta=beta, sigma=1.0))
+    start = toy.init_params(None)
+    ode = flatter.limit.critical_flow(toy, start, kappa=kappa, s1=10.0, ds=0.001, save_every=100, observables=["y"])
+    sde = flatter.limit.reduced_sde(
+        toy,
+        start,
+        eta=eta,
+        beta=beta,
+        sigma=1.0,
+        key=jax.random.key(0),
+        s1=10.0,
+        ds=0.01,
+        seeds=1,
+        save_every=10,
+        observables=["y"],
+        fluctuations=False,
+    )
+    np.testing.assert_allclose(sde.observables["y"][0], ode.observables["y"], atol=2e-3)
+    assert float(jnp.min(ode.observables["y"])) < 0.5  # it moved: the comparison is not of two constants
+
+
+def test_predict_grid_flags_unstable_points_and_keeps_stable_ones():
+    toy = flatter.problems.toy_valley()  # h = 2 at y = 1: eta h > 2(1 + beta) for eta = 2.5, beta = 0
+    grid = timescales.predict_grid(
+        toy, toy.init_params(None), eta=[2.5, 0.01], beta=[0.0, 0.9], sigma=1.0, observable="abs_y", threshold=0.1
+    )
+    assert grid.stable.tolist() == [False, True]
+    assert np.isinf(grid.settle[0]) and grid.censored[0]
+    assert np.isfinite(grid.settle[1]) and not grid.censored[1]
+    assert grid.settle_samples.shape == (2, 48)

@@ -13,11 +13,13 @@ from ._integrate import (
     ProjectedSolver as ProjectedSolver,
     integrate as integrate,
 )
+from ._modes import ModeParameters as ModeParameters, mode_parameters as mode_parameters
 from ._noise import (
     isotropic_noise as isotropic_noise,
     label_noise_covariance as label_noise_covariance,
     minibatch_noise as minibatch_noise,
 )
+from ._reduced_sde import ReducedSolution as ReducedSolution, reduced_sde as reduced_sde
 from ._time_map import (
     effective_learning_rate as effective_learning_rate,
     steps_to_time as steps_to_time,

@@ -1,0 +1,213 @@
+"""The reduced SDE on the valley: position, tangent velocity and a fluctuating temperature per normal mode."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from .._problem import Observable, Params, Problem
+from .._simulate import _resolve_observables
+from .._validation import check_key, check_momentum, check_positive, check_positive_int, check_range
+from ..valley._flat import flatten
+from ..valley._projection import gauss_newton_steps
+from ..valley._tangent import flat_tangent_projector
+from ._critical import critical_kappa
+from ._modes import mode_parameters
+
+
+class ReducedSolution(NamedTuple):
+    """Observables of ``seeds`` reduced-SDE paths at times ``ts`` (:math:`s = (1-\\beta)k`)."""
+
+    ts: Float[Array, " R"]
+    observables: dict[str, Float[Array, "seeds R"]]
+
+
+def reduced_sde(
+    problem: Problem,
+    params0: Params,
+    *,
+    eta: float,
+    beta: float,
+    sigma: float,
+    key: PRNGKeyArray,
+    s1: float,
+    ds: float,
+    seeds: int = 32,
+    batch_size: int = 1,
+    save_every: int = 1,
+    observables: Sequence[str] | Mapping[str, Observable] | None = None,
+    fluctuations: bool = True,
+    start_temperature: float = 0.0,
+    projection_iterations: int = 2,
+    rtol: float = 1e-8,
+) -> ReducedSolution:
+    r"""Integrate the reduced dynamics of label-noise SGDM on Γ, with the transverse energy kept random.
+
+    In :math:`s = (1-\beta)k`, with the tangent velocity :math:`P` in units of :math:`1-\beta` and one
+    temperature :math:`u_i` (the energy of normal mode :math:`i` over its stationary value) per nonzero
+    eigenvalue :math:`h_i` of :math:`JJ^\top/n` (the normal curvatures):
+
+    .. math::
+
+        d\theta = P\,ds, \qquad
+        dP = -P\,ds - \kappa\,\nabla_\Gamma\Big(\sum_i c_i u_i h_i(\theta)\Big)ds, \qquad
+        du_i = r_i(1-u_i)\,ds + \sqrt{4r_iu_i/d_i}\;dW_i \quad\text{(Itô)},
+
+    :math:`\kappa = \eta^2\sigma^2/(4B(1-\beta)^3)` (:func:`critical_kappa`), :math:`c_i, r_i, d_i` from
+    :func:`mode_parameters` (stationary-variance factor, relaxation rate, degrees of freedom: 2 for an
+    underdamped mode, whose energy is exponentially distributed, 1 for an overdamped one). The
+    :math:`u_i` are Cox–Ingersoll–Ross processes with mean 1 and variance :math:`2/d_i` at
+    stationarity, started at ``start_temperature`` (0 on Γ). With ``fluctuations=False``
+    (:math:`u_i` = its mean) and every mode underdamped this is :func:`critical_flow`'s ODE; the
+    fluctuations are what that ODE drops: one mode's energy is as random as it is large, and the
+    force along Γ follows it (THEORY §6.7's −29% at large :math:`\kappa`). The label noise also
+    kicks :math:`P` directly: off Γ by the transverse offset :math:`x`, its gradient
+    :math:`-\sigma J^\top\xi/\sqrt{Bn}` has the tangent part :math:`-\sigma P_T\nabla_\theta(\xi^\top J x)/\sqrt{Bn}`;
+    each step adds :math:`-(\eta/(1-\beta))\sqrt{ds/(1-\beta)}` times one draw of it, with
+    :math:`x \sim N(0, S)`, :math:`S` the modes' stationary variances times :math:`u_i`
+    (:math:`O(\eta_\mathrm{eff}\sigma^2)` relative to the drift: it vanishes as :math:`\eta\to0` at
+    fixed :math:`\gamma \le 2/3`).
+
+    Scheme, per step of ``ds``: the gradient of :math:`\sum_i c_iu_ih_i` by Hellmann–Feynman
+    (:math:`\nabla\,\mathrm{tr}(JJ^\top W)/n` with :math:`W = Q\,\mathrm{diag}(c\,u)\,Q^\top` from one
+    eigendecomposition, held fixed, and each :math:`u_i` at its conditional mean over the step), the
+    friction integrated exactly for a constant force :math:`F` (:math:`P \leftarrow e^{-ds}P -
+    (1-e^{-ds})F`, :math:`\theta \leftarrow \Pi(\theta - ds\,F + (1-e^{-ds})(P + F))`, both projected
+    on :math:`T_\theta\Gamma`), with Heun's :math:`F`: the mean of the force at the start and at the
+    end this predicts (two force evaluations per step, second order in ``ds``); each
+    :math:`u_i` drawn from its exact transition (a scaled noncentral :math:`\chi^2` with :math:`d_i`
+    degrees of freedom: :math:`u' = \frac{1-e}{d}\big((Z_1 + \sqrt{\lambda})^2 + (d-1)Z_2^2\big)`,
+    :math:`e = e^{-r\,ds}`, :math:`\lambda = d\,u\,e/(1-e)`), so any ``ds`` is exact for :math:`u`. ``seeds``
+    paths, vmapped; ``eta``, ``beta``, ``sigma``, ``s1`` and ``ds`` are traced (one compile for a
+    sweep of them). Returns the observables of every path against :math:`s`; steps are
+    :math:`k = s/(1-\beta)`.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, flatter
+      >>> toy = flatter.problems.toy_valley()
+      >>> sol = flatter.limit.reduced_sde(toy, jnp.array([0.0, 1.0]), eta=6.4e-4, beta=1 - 6.4e-4 ** (2 / 3),
+      ...     sigma=1.0, key=jax.random.key(0), s1=8.0, ds=0.1, seeds=4, save_every=10, observables=["abs_y"])
+      >>> sol.observables["abs_y"].shape, float(sol.ts[-1])
+      ((4, 9), 8.0)
+    """
+    check_positive("eta", eta)
+    check_momentum("beta", beta)
+    check_range("sigma", sigma, lower=0.0)
+    check_key("key", key)
+    check_positive("s1", s1)
+    check_positive("ds", ds)
+    seeds = check_positive_int("seeds", seeds)
+    batch_size = check_positive_int("batch_size", batch_size)
+    save_every = check_positive_int("save_every", save_every)
+    n_steps = int(round(s1 / ds))
+    if n_steps % save_every:
+        raise ValueError(f"s1/ds = {n_steps} steps must be a multiple of save_every={save_every}")
+    names = _resolve_observables(problem, observables)
+    run = _jitted_paths(names, n_steps // save_every, save_every, seeds, bool(fluctuations), projection_iterations)
+    hyper = reduced_hyperparameters(eta, beta, sigma, batch_size, ds, start_temperature, rtol)
+    obs = run(problem, params0, key, hyper)
+    return ReducedSolution(jnp.arange(n_steps // save_every + 1) * (save_every * ds), obs)
+
+
+def reduced_hyperparameters(eta, beta, sigma, batch_size, ds, start_temperature=0.0, rtol=1e-8) -> Array:
+    """The traced hyperparameters of :func:`paths_function`, stacked on the last axis (broadcast)."""
+    return jnp.stack(
+        jnp.broadcast_arrays(*map(jnp.asarray, (eta, beta, sigma, batch_size, ds, start_temperature, rtol))), -1
+    ).astype(float)
+
+
+@functools.lru_cache(maxsize=32)
+def _jitted_paths(*config):
+    return jax.jit(paths_function(*config))
+
+
+@functools.lru_cache(maxsize=32)
+def paths_function(
+    names, n_saves: int, save_every: int, seeds: int, fluctuations: bool, projection_iterations: int, substeps: int = 1
+):
+    """``(problem, params0, key, hyper) -> observables (seeds, n_saves * substeps + 1)``: the seed-vmapped
+    reduced SDE for one static configuration, the hyperparameters (:func:`reduced_hyperparameters`)
+    traced, so one compile serves any ``eta, beta, sigma, ds`` (vmap it over a grid of them). With
+    ``substeps`` > 1 each save also records ``substeps - 1`` points on the chord of its last step
+    (observables only: no force evaluation), at spacing ``ds / substeps`` when ``save_every`` is 1."""
+
+    def one_path(problem, params0, key, hyper):
+        eta, beta, sigma, batch_size, ds, start_temperature, rtol = hyper
+        theta0, fp = flatten(problem, params0)
+        kappa = critical_kappa(eta=eta, beta=beta, sigma=sigma, batch_size=batch_size)
+        decay = jnp.exp(-ds)
+
+        def jacobian(t):
+            return jax.jacfwd(fp.residual)(t)
+
+        def step(carry, k):
+            theta, vel, u = carry
+            jac = jacobian(theta)
+            h, q = jnp.linalg.eigh(jac @ jac.T / fp.num_examples)
+            modes = mode_parameters(eta, beta, h)
+            active = h > rtol * jnp.max(h)
+            rate = jnp.where(active, modes.rate, 1.0)
+            e = jnp.exp(-rate * ds)
+            one_minus_e = jnp.maximum(-jnp.expm1(-rate * ds), jnp.finfo(e.dtype).tiny)
+            # The force acts with u's mean over the step given its start (u itself when rate * ds << 1).
+            u_step = 1.0 + (u - 1.0) * one_minus_e / (rate * ds)
+            w = (q * jnp.where(active, modes.weight * u_step, 0.0)) @ q.T  # Hellmann-Feynman: Q, c, u held
+
+            def force(t):
+                return kappa * jax.grad(lambda t: jnp.sum((w @ jacobian(t)) * jacobian(t)) / fp.num_examples)(t)
+
+            def advance(f):  # exact for a constant force f: P' = -P - f over ds
+                end = decay * vel - (1.0 - decay) * f
+                move = -ds * f + (1.0 - decay) * (vel + f)
+                project = flat_tangent_projector(fp, theta)
+                return project(end), gauss_newton_steps(fp, theta + project(move), projection_iterations)
+
+            # Heun: the force averaged between the start and a predicted end (second order in ds)
+            f0 = force(theta)
+            f1 = force(advance(f0)[1])
+            start = theta
+            vel, theta = advance(0.5 * (f0 + f1))
+            if fluctuations:  # the label noise's own kick along the valley, through the transverse offset x
+                z = jax.random.normal(jax.random.fold_in(jax.random.fold_in(key, k), 1), (2,) + u.shape, u.dtype)
+                variance = eta * sigma**2 * modes.weight * u_step / (2.0 * (1.0 - beta) * batch_size)
+                # x ~ N(0, S): unit normals J^T q_i / sqrt(n h_i) with the modes' variances
+                coef = jnp.where(active, jnp.sqrt(variance / (fp.num_examples * jnp.maximum(h, 1e-300))) * z[0], 0.0)
+                offset = jac.T @ (q @ coef)
+                kick = jax.grad(lambda t: z[1] @ jax.jvp(fp.residual, (t,), (offset,))[1])(start)
+                per_step = (eta / (1.0 - beta)) * sigma / jnp.sqrt(batch_size * fp.num_examples)
+                vel = vel - flat_tangent_projector(fp, theta)(per_step * jnp.sqrt(ds / (1.0 - beta)) * kick)
+            if fluctuations:  # the exact CIR transition: a scaled noncentral chi-square with d = 1 or 2 dof
+                z = jax.random.normal(jax.random.fold_in(key, k), (2,) + u.shape, u.dtype)
+                scale = one_minus_e / modes.dof
+                shift = jnp.sqrt(u * e / scale)
+                u = scale * ((z[0] + shift) ** 2 + (modes.dof - 1.0) * z[1] ** 2)
+            else:
+                u = 1.0 + (u - 1.0) * e
+            return (theta, vel, u), None
+
+        def observe(theta):
+            params = fp.unravel(theta)
+            return {name: fn(problem, params) for name, fn in names}
+
+        def save(carry, i):
+            before = carry[0]
+            carry, _ = jax.lax.scan(step, carry, i * save_every + jnp.arange(save_every))
+            # substeps > 1: also on the chord of the last step, so a brief excursion between steps is seen
+            fractions = jnp.arange(1, substeps + 1) / substeps
+            return carry, jax.vmap(lambda f: observe(before + f * (carry[0] - before)))(fractions)
+
+        n_modes = fp.residual(theta0).shape[0]
+        carry = (theta0, jnp.zeros_like(theta0), jnp.full((n_modes,), start_temperature, theta0.dtype))
+        _, obs = jax.lax.scan(save, carry, jnp.arange(n_saves))
+        first = observe(theta0)
+        return {k: jnp.concatenate([jnp.asarray(first[k])[None], obs[k].reshape(-1)]) for k in first}
+
+    def run(problem, params0, key, hyper):
+        return jax.vmap(one_path, in_axes=(None, None, 0, None))(problem, params0, jax.random.split(key, seeds), hyper)
+
+    return run
