@@ -197,7 +197,8 @@ class StepsGrid(NamedTuple):
     ``settle_samples``/``first_samples``: every path's steps (``inf`` where that path is censored),
     shape ``(points, seeds)``, for bootstrap intervals (:func:`flatter.sweep.optimal_gamma` takes them
     as the seeds axis). ``first``/``settle``: medians over paths; ``censored``: the median is a lower
-    bound (more than half the paths censored); ``stable``: :math:`\eta h_\max < 2(1+\beta)` (where
+    bound (more than half the paths censored); ``point_evaluations``: each point's share of
+    ``model_evaluations`` (without the padding); ``stable``: :math:`\eta h_\max < 2(1+\beta)` (where
     False nothing is integrated and the steps are ``inf``).
     """
 
@@ -209,6 +210,7 @@ class StepsGrid(NamedTuple):
     settle_samples: np.ndarray
     model_evaluations: int
     method: str
+    point_evaluations: np.ndarray
 
 
 def predict_grid(
@@ -236,7 +238,10 @@ def predict_grid(
     criteria (:func:`flatter.first_passage`, :func:`flatter.settling_time` on ``observable`` against
     ``threshold``) are evaluated inside the compiled function, at ``CRITERION_SUBSTEPS`` points of
     every integration step's chord (observables only). Each point
-    integrates ``resolution`` steps over a horizon in :math:`s = (1-\beta)k` that starts at
+    integrates ``resolution`` steps (times :math:`2^j` where the along-valley oscillation,
+    :math:`\omega^2 \approx \kappa|\nabla_\Gamma\mathrm{tr}|^2/\mathrm{tr}`, needs
+    :math:`ds \le 0.3(1+\omega)/\omega^2`)
+    over a horizon in :math:`s = (1-\beta)k` that starts at
     :math:`\max(4\tau_2(1-\beta), 12)` and doubles (for the points that need it) until at least
     three quarters of its paths have settled. Steps are :math:`k = s/(1-\beta)`. Model evaluations
     count force evaluations (two per integration step) times paths times points integrated.
@@ -267,26 +272,38 @@ def predict_grid(
     speed = (eta / a) ** 2 * sigma**2 / batch_size * np.linalg.norm(weights @ grads, axis=-1)
     with np.errstate(divide="ignore"):
         horizon = np.maximum(np.where(speed > 0, 4.0 * a / speed, 12.0), 12.0)
-    run = _jitted_grid(_resolve_observables(problem, [observable]), resolution, seeds, method == "sde", below)
+    # The along-valley oscillation: omega^2 ~ kappa |grad tr|^2 / tr (the toy: 2 kappa). Steps of ds <= 0.3 / omega
+    # keep it resolved: a point that needs more than `resolution` steps per horizon gets 2^j times as many.
+    kappa = eta**2 * sigma**2 / (4 * batch_size * a**3)
+    trace, trace_gradient = h.sum(), np.linalg.norm(grads.sum(0))
+    omega = np.sqrt(kappa * trace_gradient**2 / trace) if trace > 0 else np.zeros_like(kappa)
+    rate = omega**2 / (1 + omega)  # the fastest along-valley rate: omega^2 overdamped (friction 1), omega underdamped
+    names = _resolve_observables(problem, [observable])
     shape = (eta.size, seeds)
     first, first_cens = np.full(shape, np.inf), np.ones(shape, bool)
     settle, settle_cens = np.full(shape, np.inf), np.ones(shape, bool)
     todo = stable.copy()
-    evaluations = 0
+    evaluations, point_evaluations = 0, np.zeros(eta.size, int)
     for attempt in range(max_doublings + 1):
         if not todo.any():
             break
-        ds = horizon / resolution
-        hyper = reduced_hyperparameters(eta, beta, sigma, batch_size, ds)
+        refine = np.clip(np.ceil(np.log2(np.maximum(horizon * rate / (0.3 * resolution), 1.0))), 0, 6).astype(int)
         keys = jax.random.split(jax.random.fold_in(key, attempt), eta.size)
-        f, fc, st, sc = map(np.asarray, run(problem, params0, keys, hyper, threshold))
-        evaluations += 2 * resolution * seeds * eta.size  # two force evaluations per step (Heun)
-        # times come back in integration steps: to optimizer steps k = s / (1 - beta)
-        to_steps = (ds / CRITERION_SUBSTEPS / a)[:, None]
-        first = np.where(todo[:, None], f * to_steps, first)
-        first_cens = np.where(todo[:, None], fc, first_cens)
-        settle = np.where(todo[:, None], st * to_steps, settle)
-        settle_cens = np.where(todo[:, None], sc, settle_cens)
+        for j in np.unique(refine[todo]):
+            steps = resolution << int(j)
+            run = _jitted_grid(names, steps, seeds, method == "sde", below)
+            ds = horizon / steps
+            # The points still to do at this refinement, padded to a power of two (few compiles).
+            index = np.flatnonzero(todo & (refine == j))
+            padded = np.resize(index, 1 << int(np.ceil(np.log2(index.size))))
+            hyper = reduced_hyperparameters(eta[padded], beta[padded], sigma[padded], batch_size, ds[padded])
+            f, fc, st, sc = (np.asarray(v)[: index.size] for v in run(problem, params0, keys[padded], hyper, threshold))
+            evaluations += 2 * steps * seeds * padded.size  # two force evaluations per step (Heun)
+            point_evaluations[index] += 2 * steps * seeds
+            # times come back in criterion records: to optimizer steps k = s / (1 - beta)
+            to_steps = (ds[index] / CRITERION_SUBSTEPS / a[index])[:, None]
+            first[index], first_cens[index] = f * to_steps, fc
+            settle[index], settle_cens[index] = st * to_steps, sc
         todo = todo & (settle_cens.mean(axis=1) > 0.25)
         horizon = np.where(todo, 2 * horizon, horizon)
     first_samples = np.where(first_cens, np.inf, first)
@@ -301,6 +318,7 @@ def predict_grid(
             settle_samples,
             evaluations,
             method,
+            point_evaluations,
         )
 
 

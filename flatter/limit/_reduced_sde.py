@@ -14,8 +14,6 @@ from .._problem import Observable, Params, Problem
 from .._simulate import _resolve_observables
 from .._validation import check_key, check_momentum, check_positive, check_positive_int, check_range
 from ..valley._flat import flatten
-from ..valley._projection import gauss_newton_steps
-from ..valley._tangent import flat_tangent_projector
 from ._critical import critical_kappa
 from ._modes import mode_parameters
 
@@ -71,14 +69,19 @@ def reduced_sde(
     each step adds :math:`-(\eta/(1-\beta))\sqrt{ds/(1-\beta)}` times one draw of it, with
     :math:`x \sim N(0, S)`, :math:`S` the modes' stationary variances times :math:`u_i`
     (:math:`O(\eta_\mathrm{eff}\sigma^2)` relative to the drift: it vanishes as :math:`\eta\to0` at
-    fixed :math:`\gamma \le 2/3`).
+    fixed :math:`\gamma \le 2/3`). The observables are read at :math:`\theta + x`, where the
+    discrete iterate is: with ``fluctuations`` a criterion sees the transverse noise floor
+    (:math:`\mathrm{Var}_i \propto \eta/(1-\beta)`, largest at large :math:`\gamma`), as the
+    simulation's does.
 
     Scheme, per step of ``ds``: the gradient of :math:`\sum_i c_iu_ih_i` by Hellmann–Feynman
     (:math:`\nabla\,\mathrm{tr}(JJ^\top W)/n` with :math:`W = Q\,\mathrm{diag}(c\,u)\,Q^\top` from one
     eigendecomposition, held fixed, and each :math:`u_i` at its conditional mean over the step), the
     friction integrated exactly for a constant force :math:`F` (:math:`P \leftarrow e^{-ds}P -
     (1-e^{-ds})F`, :math:`\theta \leftarrow \Pi(\theta - ds\,F + (1-e^{-ds})(P + F))`, both projected
-    on :math:`T_\theta\Gamma`), with Heun's :math:`F`: the mean of the force at the start and at the
+    on :math:`T_\theta\Gamma` with :math:`I - J^\top(JJ^\top)^+J` from the same eigendecomposition,
+    :math:`\Pi` = ``projection_iterations`` chord Gauss–Newton steps with this step's :math:`J`), with
+    Heun's :math:`F`: the mean of the force at the start and at the
     end this predicts (two force evaluations per step, second order in ``ds``); each
     :math:`u_i` drawn from its exact transition (a scaled noncentral :math:`\chi^2` with :math:`d_i`
     degrees of freedom: :math:`u' = \frac{1-e}{d}\big((Z_1 + \sqrt{\lambda})^2 + (d-1)Z_2^2\big)`,
@@ -146,41 +149,57 @@ def paths_function(
             return jax.jacfwd(fp.residual)(t)
 
         def step(carry, k):
-            theta, vel, u = carry
+            theta, vel, u, _ = carry
             jac = jacobian(theta)
             h, q = jnp.linalg.eigh(jac @ jac.T / fp.num_examples)
-            modes = mode_parameters(eta, beta, h)
             active = h > rtol * jnp.max(h)
+            inverse = jnp.where(active, 1.0 / (fp.num_examples * jnp.where(active, h, 1.0)), 0.0)
+
+            def normal_part(v):  # J^T (J J^T)^+ J v from the one eigendecomposition (no SVD per use)
+                return jac.T @ (q @ (inverse * (q.T @ (jac @ v))))
+
+            def project(v):
+                return v - normal_part(v)
+
+            def retract(t):  # chord Gauss-Newton: t - J^T (J J^T)^+ r(t) with this step's Jacobian
+                for _ in range(projection_iterations):
+                    t = t - jac.T @ (q @ (inverse * (q.T @ fp.residual(t))))
+                return t
+
+            modes = mode_parameters(eta, beta, h)
             rate = jnp.where(active, modes.rate, 1.0)
             e = jnp.exp(-rate * ds)
             one_minus_e = jnp.maximum(-jnp.expm1(-rate * ds), jnp.finfo(e.dtype).tiny)
             # The force acts with u's mean over the step given its start (u itself when rate * ds << 1).
-            u_step = 1.0 + (u - 1.0) * one_minus_e / (rate * ds)
+            x = rate * ds  # a mode with rate 0 in floating point (eta h << 1 - beta) must not give 0/0
+            u_step = 1.0 + (u - 1.0) * jnp.where(x > 1e-4, one_minus_e / jnp.where(x > 1e-4, x, 1.0), 1.0 - 0.5 * x)
             w = (q * jnp.where(active, modes.weight * u_step, 0.0)) @ q.T  # Hellmann-Feynman: Q, c, u held
 
-            def force(t):
-                return kappa * jax.grad(lambda t: jnp.sum((w @ jacobian(t)) * jacobian(t)) / fp.num_examples)(t)
+            def weighted_trace(t):
+                j = jacobian(t)
+                return jnp.sum((w @ j) * j) / fp.num_examples
 
-            def advance(f):  # exact for a constant force f: P' = -P - f over ds
+            def advance(f):  # exact for a constant force f: P' = -P - f over ds, projected on T Gamma
                 end = decay * vel - (1.0 - decay) * f
                 move = -ds * f + (1.0 - decay) * (vel + f)
-                project = flat_tangent_projector(fp, theta)
-                return project(end), gauss_newton_steps(fp, theta + project(move), projection_iterations)
+                return project(end), project(move)
 
             # Heun: the force averaged between the start and a predicted end (second order in ds)
-            f0 = force(theta)
-            f1 = force(advance(f0)[1])
-            start = theta
-            vel, theta = advance(0.5 * (f0 + f1))
+            f0 = kappa * jax.grad(weighted_trace)(theta)
+            f1 = kappa * jax.grad(weighted_trace)(theta + advance(f0)[1])
+            vel, move = advance(0.5 * (f0 + f1))
             if fluctuations:  # the label noise's own kick along the valley, through the transverse offset x
                 z = jax.random.normal(jax.random.fold_in(jax.random.fold_in(key, k), 1), (2,) + u.shape, u.dtype)
                 variance = eta * sigma**2 * modes.weight * u_step / (2.0 * (1.0 - beta) * batch_size)
                 # x ~ N(0, S): unit normals J^T q_i / sqrt(n h_i) with the modes' variances
-                coef = jnp.where(active, jnp.sqrt(variance / (fp.num_examples * jnp.maximum(h, 1e-300))) * z[0], 0.0)
-                offset = jac.T @ (q @ coef)
-                kick = jax.grad(lambda t: z[1] @ jax.jvp(fp.residual, (t,), (offset,))[1])(start)
+                coef = jnp.where(active, jnp.sqrt(variance * inverse) * z[0], 0.0)
+                offset = jac.T @ (q @ coef)  # also where the observables are read: the iterate is theta + x
+                kick = jax.grad(lambda t: z[1] @ jax.jvp(fp.residual, (t,), (offset,))[1])(theta)
                 per_step = (eta / (1.0 - beta)) * sigma / jnp.sqrt(batch_size * fp.num_examples)
-                vel = vel - flat_tangent_projector(fp, theta)(per_step * jnp.sqrt(ds / (1.0 - beta)) * kick)
+                vel = vel - project(per_step * jnp.sqrt(ds / (1.0 - beta)) * kick)
+            else:
+                offset = jnp.zeros_like(theta)
+            theta = retract(theta + move)
             if fluctuations:  # the exact CIR transition: a scaled noncentral chi-square with d = 1 or 2 dof
                 z = jax.random.normal(jax.random.fold_in(key, k), (2,) + u.shape, u.dtype)
                 scale = one_minus_e / modes.dof
@@ -188,7 +207,7 @@ def paths_function(
                 u = scale * ((z[0] + shift) ** 2 + (modes.dof - 1.0) * z[1] ** 2)
             else:
                 u = 1.0 + (u - 1.0) * e
-            return (theta, vel, u), None
+            return (theta, vel, u, offset), None
 
         def observe(theta):
             params = fp.unravel(theta)
@@ -199,10 +218,16 @@ def paths_function(
             carry, _ = jax.lax.scan(step, carry, i * save_every + jnp.arange(save_every))
             # substeps > 1: also on the chord of the last step, so a brief excursion between steps is seen
             fractions = jnp.arange(1, substeps + 1) / substeps
-            return carry, jax.vmap(lambda f: observe(before + f * (carry[0] - before)))(fractions)
+            offset = carry[3]
+            return carry, jax.vmap(lambda f: observe(before + f * (carry[0] - before) + offset))(fractions)
 
         n_modes = fp.residual(theta0).shape[0]
-        carry = (theta0, jnp.zeros_like(theta0), jnp.full((n_modes,), start_temperature, theta0.dtype))
+        carry = (
+            theta0,
+            jnp.zeros_like(theta0),
+            jnp.full((n_modes,), start_temperature, theta0.dtype),
+            jnp.zeros_like(theta0),
+        )
         _, obs = jax.lax.scan(save, carry, jnp.arange(n_saves))
         first = observe(theta0)
         return {k: jnp.concatenate([jnp.asarray(first[k])[None], obs[k].reshape(-1)]) for k in first}

@@ -9,6 +9,7 @@ from ._fit import (
     vertex as vertex,
 )
 from ._grid import VARIANTS as VARIANTS, SweepSpec as SweepSpec, problem_digest as problem_digest
+from ._predict import PredictedScaling as PredictedScaling, predict_spec as predict_spec
 from ._results import SweepResults as SweepResults, load as load
 from ._run import horizons as horizons, prepare as prepare, run_sweep as run_sweep
 from ._store import SweepIncomplete as SweepIncomplete, SweepStoreError as SweepStoreError
