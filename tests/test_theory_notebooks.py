@@ -10,7 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("name", ["two_timescales", "limit_vs_discrete"])
+@pytest.mark.parametrize("name", ["two_timescales", "limit_vs_discrete", "regime_map"])
 def test_notebook_runs(name, tmp_path):
     env = dict(os.environ, FLATTER_QUICK="1", FLATTER_OUT=str(tmp_path), MPLBACKEND="Agg")
     result = subprocess.run(

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import textwrap
 import time
 from pathlib import Path
 
 import numpy as np
 
 from .._io import environment, save_json
-from ..sweep import SweepResults, SweepSpec, optimal_gamma, power_law, run_sweep
+from ..sweep import SweepResults, SweepSpec, optimal_gamma, power_law, predict_spec, run_sweep
 from ..timescales import alpha as alpha_theory
 
 GAMMAS_LOW = (0.0, 0.25)
@@ -212,8 +213,31 @@ def print_summary(summary: dict, problem: str) -> None:
                 f"along-valley coupling at gamma = 2/3: sigma^2/(4 B C^3) = {summary['kappa_two_thirds']:.3g} "
                 "(eta cancels there; gamma* -> 2/3 only as eta -> 0, with finite-eta corrections)"
             )
+    pred = summary.get("predicted")
+    if pred is not None:
+        per = ", ".join(
+            f"{e:g}: {g:.3f} [{lo:.2f}, {hi:.2f}]"
+            for e, g, (lo, hi) in zip(pred["etas"], pred["per_eta"], pred["per_eta_ci"], strict=True)
+        )
+        print(f"predicted gamma*(eta) (reduced SDE, {pred['model_evaluations']} force evaluations): {per}")
+        print(f"regime: {regime_text(pred)}")
     print(f"censored runs (settling not reached within the horizon): {summary['censored']}")
     print(f"  of which diverged (non-finite parameters, masked): {summary.get('diverged', {})}")
+
+
+def regime_text(pred: dict) -> str:
+    """Which side of the regime map a run is on, from its predicted overshoot at gamma = 2/3 (theory/regime_map.py)."""
+    kappa, overshoot = pred["kappa_two_thirds"], pred["overshoot_two_thirds"]
+    if overshoot is not None and np.isfinite(overshoot) and overshoot > 1.05:
+        return (
+            f"underdamped along the valley at gamma = 2/3 (kappa = {kappa:.3g}; predicted T_settle/T_first = "
+            f"{overshoot:.2f}): the overshoot that penalizes gamma > 2/3 is there"
+        )
+    return (
+        f"overdamped along the valley at gamma = 2/3 (kappa = {kappa:.3g}; predicted T_settle/T_first = "
+        f"{overshoot:.2f}): no overshoot, so no penalty above 2/3 from the valley dynamics; gamma* -> 2/3 only "
+        "logarithmically in eta"
+    )
 
 
 UNDETERMINED_SE = 0.15
@@ -245,6 +269,43 @@ def grid_ticks(ax, values) -> None:
     ax.xaxis.set_minor_formatter(NullFormatter())
 
 
+def plot_gamma_star(ax, measured: dict | None, pred: dict) -> None:
+    """gamma*(eta): measured (points, 95% bootstrap CI) beside the reduced SDE's prediction (line, band)."""
+    etas = np.array(pred["etas"])
+    band = np.array(pred["per_eta_ci"])
+    ax.fill_between(etas, band[:, 0], band[:, 1], color="C2", alpha=0.25, lw=0)
+    ax.plot(etas, pred["per_eta"], "s-", color="C2", ms=4, label="predicted (reduced SDE)")
+    if measured is not None:
+        m = np.array(measured["per_eta"])
+        ci = np.array(measured["per_eta_ci"])
+        ax.errorbar(
+            measured["etas"], m, yerr=[m - ci[:, 0], ci[:, 1] - m], fmt="o", color="C1", capsize=2, label="measured"
+        )
+    gammas = pred["gammas"]
+    ax.axhline(2 / 3, color="k", ls="--", lw=0.8, label="2/3 (the $\\eta\to0$ theory)")
+    for edge in (min(gammas), max(gammas)):
+        ax.axhline(edge, color="0.7", lw=0.6)
+    ax.text(
+        0.02,
+        0.02,
+        textwrap.fill("grey lines: the gamma grid's edges (a gamma* there is a bound). " + regime_text(pred), 75),
+        transform=ax.transAxes,
+        fontsize=6,
+        color="0.3",
+        va="bottom",
+        wrap=True,
+    )
+    ax.set(
+        xscale="log",
+        xlabel=r"$\eta$",
+        ylabel=r"$\gamma^*(\eta)$, vertex of $\log T_\mathrm{settle}$ over $\gamma$",
+        title=r"$\gamma^*(\eta)$: measured vs predicted",
+        ylim=(min(gammas) - 0.03, max(gammas) + 0.03),
+    )
+    grid_ticks(ax, etas)
+    ax.legend(fontsize=7, loc="center right")
+
+
 def plot(all_results: list[SweepResults], summary: dict, path: Path, problem: str) -> None:
     """The paper's figure: T_settle against eta per gamma (fits where determined), and alpha(gamma).
 
@@ -257,7 +318,8 @@ def plot(all_results: list[SweepResults], summary: dict, path: Path, problem: st
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), constrained_layout=True)
+    pred = summary.get("predicted")
+    fig, axes = plt.subplots(1, 3 if pred else 2, figsize=(17.5 if pred else 12, 4.8), constrained_layout=True)
     gammas_all = sorted({g for res in all_results for g in res.spec.gammas})
     palette = plt.cm.tab10(np.arange(10))
     color_of = {g: palette[i % 10] for i, g in enumerate(gammas_all)}
@@ -389,6 +451,8 @@ def plot(all_results: list[SweepResults], summary: dict, path: Path, problem: st
         ylim=(min(lows) - 0.05, max(highs) + 0.05),
     )
     axes[1].legend(fontsize=7, loc="lower left")
+    if pred:
+        plot_gamma_star(axes[2], gs, pred)
     if omitted:
         notes = [
             f"{v} ({n} runs, {c} censored, {d} diverged; its exponents are on the right)"
@@ -406,8 +470,14 @@ def run_scaling(
     out: str | Path = "flatter-out/scaling",
     progress: bool = True,
     verbose: bool = False,
+    predict: bool = True,
 ) -> dict:
-    """Run (or resume) the preset's sweeps, print the alpha table and gamma*, write the figure and data."""
+    """Run (or resume) the preset's sweeps, print the alpha table and gamma*, write the figure and data.
+
+    With ``predict`` the SGDM grid is also predicted by the reduced SDE (:func:`flatter.sweep.predict_spec`):
+    the summary, the printout and the figure show the predicted gamma*(eta) beside the measured one and say
+    which regime the run is in.
+    """
     out = Path(out) / problem / preset
     start = time.perf_counter()
     results = []
@@ -415,6 +485,10 @@ def run_scaling(
         res = run_sweep(spec, out / f"sweep-{i}", progress=progress, verbose=verbose)
         results.append(res)
     summary = summarize(results)
+    high = next((r for r in results if set(GAMMAS_HIGH) <= set(r.spec.gammas)), None)
+    if high is not None and predict:
+        # The reduced-SDE prediction of the same grid (issue: which regime is this run in, and what gamma* it implies)
+        summary["predicted"] = predict_spec(high.spec, seeds=8, extra_decades=0).summary()
     summary.update(
         problem=problem,
         preset=preset,

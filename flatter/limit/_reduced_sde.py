@@ -145,8 +145,10 @@ def paths_function(
         kappa = critical_kappa(eta=eta, beta=beta, sigma=sigma, batch_size=batch_size)
         decay = jnp.exp(-ds)
 
-        def jacobian(t):
-            return jax.jacfwd(fp.residual)(t)
+        n_out = jax.eval_shape(fp.residual, theta0).shape[0]
+
+        def jacobian(t):  # reverse mode when there are fewer outputs than parameters (N VJPs, not p JVPs)
+            return (jax.jacrev if n_out < t.shape[0] else jax.jacfwd)(fp.residual)(t)
 
         def step(carry, k):
             theta, vel, u, _ = carry

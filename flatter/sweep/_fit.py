@@ -107,7 +107,7 @@ class OptimalGamma(NamedTuple):
 
     ``gamma``/``ci`` are those of the smallest eta (the most asymptotic, THEORY §1.7: gamma*(eta) -> 2/3 as
     eta decreases); ``per_eta``/``per_eta_ci`` follow the etas in the order given; ``alpha_vertex`` is the
-    vertex of the fitted alpha(gamma) (NaN when a fit failed).
+    vertex of the fitted alpha(gamma) (NaN when a fit failed or with fewer than three etas).
     """
 
     gamma: float
@@ -153,8 +153,10 @@ def optimal_gamma(gammas, etas, times, censored=None, *, n_boot: int = 500, seed
         pick = rng.integers(0, times.shape[-1], size=times.shape)
         boots.append(vertices(np.take_along_axis(times, pick, -1), np.take_along_axis(censored, pick, -1)))
     per_eta_ci = np.nanpercentile(np.array(boots), [2.5, 97.5], axis=0).T
-    alphas = [power_law(etas, times[g], censored[g], n_boot=0).alpha for g in range(len(gammas))]
-    alpha_vertex = vertex(gammas, alphas) if np.all(np.isfinite(alphas)) else float("nan")
+    alpha_vertex = float("nan")  # a power law needs three etas
+    if len(etas) >= 3:
+        alphas = [power_law(etas, times[g], censored[g], n_boot=0).alpha for g in range(len(gammas))]
+        alpha_vertex = vertex(gammas, alphas) if np.all(np.isfinite(alphas)) else float("nan")
     k = int(np.argmin(etas))
     return OptimalGamma(float(per_eta[k]), tuple(per_eta_ci[k].tolist()), per_eta, per_eta_ci, alpha_vertex)
 
