@@ -10,6 +10,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree
 
@@ -56,6 +57,23 @@ class Trajectory:
 def _all_finite(tree: PyTree) -> Bool[Array, ""]:
     leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+
+
+DENSE_JACOBIAN_LIMIT = 50_000_000
+"""The most Jacobian entries (outputs x parameters) the default ``trace_hessian`` record may form."""
+
+
+def _check_dense_default(problem: Problem, params0: Params, observables) -> None:
+    """``observables=None`` records every observable; refuse when that includes a dense Jacobian of a network."""
+    if observables is not None or "trace_hessian" not in problem.observable_names or problem._trace_hessian is not None:
+        return
+    entries = problem.targets.size * sum(np.size(x) for x in jax.tree.leaves(params0))
+    if entries > DENSE_JACOBIAN_LIMIT:
+        raise ValueError(
+            f"observables=None records every observable of problem {problem.name!r}, including trace_hessian, "
+            f"which forms the dense Jacobian ({entries:.2e} entries > {DENSE_JACOBIAN_LIMIT:.0e}); pass "
+            "observables=[...] by name, and for the curvature flatter.curvature.hutchinson_observable(...)"
+        )
 
 
 def _tree_where(cond: Bool[Array, ""], new: PyTree, old: PyTree) -> PyTree:
@@ -330,6 +348,7 @@ def simulate(
     check_key("key", key)
     problem.check_params(params0)
     names = _resolve_observables(problem, observables)
+    _check_dense_default(problem, params0, observables)
     total = steps // record_every
     eager = all(is_concrete(x) for x in jax.tree.leaves((params0, key)))
     if chunks is None:

@@ -284,3 +284,16 @@ def test_the_host_loop_for_convolutions_gives_the_compiled_loops_numbers(tmp_pat
     b = run_sweep(spec, tmp_path / "scan", problem=problem, params0=params, progress=False)
     for k in a.data:
         np.testing.assert_allclose(a.data[k], b.data[k], rtol=1e-9, err_msg=k)
+
+
+def test_simulate_refuses_the_dense_default_trace_on_a_network(monkeypatch):
+    """observables=None would record trace_hessian through the dense Jacobian: a clear error past the limit,
+    and the same call with named observables runs."""
+    problem, params = tiny_conv_classifier()
+    squared = flatter.Problem(problem.predict, problem.inputs, problem.targets, name="conv-squared")
+    tx = flatter.heavy_ball(0.01, 0.5)
+    monkeypatch.setattr("flatter._simulate.DENSE_JACOBIAN_LIMIT", 100)
+    with pytest.raises(ValueError, match="observables=None.*trace_hessian.*hutchinson_observable"):
+        flatter.simulate(squared, tx, params, steps=2, key=jax.random.key(0))
+    traj = flatter.simulate(squared, tx, params, steps=2, key=jax.random.key(0), observables=["loss"])
+    assert traj.observables["loss"].shape == (3,)
