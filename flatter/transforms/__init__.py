@@ -1,5 +1,7 @@
 """The optimizer transforms, all optax ``GradientTransformation``s: heavy ball, the momentum rule, SNGM,
-label noise (squared loss) and label flips (classification). Each is also at the top level (``flatter.heavy_ball``)."""
+label noise (squared loss) and label flips (classification); for large-batch studies, LARS with the usual
+masks and the warm-up + cosine schedule of a fixed epoch budget. Each transform is also at the top level
+(``flatter.heavy_ball``)."""
 
 from ._heavy_ball import heavy_ball as heavy_ball
 from ._label_flip import (
@@ -16,6 +18,11 @@ from ._label_noise import (
     label_perturbation as label_perturbation,
     leading_label_noise as leading_label_noise,
 )
+from ._large_batch_schedule import (
+    LargeBatchSchedule as LargeBatchSchedule,
+    large_batch_schedule as large_batch_schedule,
+)
+from ._lars import lars_masked as lars_masked, matrices_only as matrices_only
 from ._momentum_rule import (
     ScaledHeavyBallState as ScaledHeavyBallState,
     momentum_rule as momentum_rule,
