@@ -69,6 +69,13 @@ def _all_curvatures(problem: Problem, params: Params):
     return eigs(theta), jax.vmap(proj)(jax.jacrev(eigs)(theta))
 
 
+def drift_weights(eta, beta, h):
+    r"""Each normal mode's share of the drift along Γ: :math:`(1+\beta)/(2(2(1+\beta)-\eta h_i))`, the
+    exact stationary variance over :math:`\eta\sigma^2/(B(1-\beta))`, halved (:math:`\to 1/4` as
+    :math:`\eta\to0`). Plain arithmetic: NumPy or JAX arrays, broadcast."""
+    return (1 + beta) / (2 * (2 * (1 + beta) - eta * h))
+
+
 class Timescales(NamedTuple):
     """The predictor's output (all times in optimizer steps)."""
 
@@ -134,8 +141,7 @@ def predict_timescales(
     tau1 = float(jnp.max(-1.0 / (2.0 * jnp.log(rho))))
     tau1_asym = float(jnp.max(jnp.where(underdamped, 1.0 / a, a / (2 * eta * h))))
     variance = eta * sigma**2 * (1 + beta) / (batch_size * a * (2 * (1 + beta) - eta * h))
-    weights = (1 + beta) / (2 * (2 * (1 + beta) - eta * h))
-    velocity = -(eta_eff**2 * sigma**2 / batch_size) * (weights @ geometry.curvature_gradients)
+    velocity = -(eta_eff**2 * sigma**2 / batch_size) * (drift_weights(eta, beta, h) @ geometry.curvature_gradients)
     speed = float(jnp.linalg.norm(velocity))
     tau2 = distance / speed if speed > 0 else math.inf
     kappa = float(critical_kappa(eta=eta, beta=beta, sigma=sigma, batch_size=batch_size))
@@ -268,7 +274,7 @@ def predict_grid(
     h, grads = np.asarray(geo.curvatures), np.asarray(geo.curvature_gradients)
     a = 1.0 - beta
     stable = eta * h.max() < 2 * (1 + beta)
-    weights = (1 + beta[:, None]) / (2 * (2 * (1 + beta[:, None]) - eta[:, None] * h))
+    weights = drift_weights(eta[:, None], beta[:, None], h)
     speed = (eta / a) ** 2 * sigma**2 / batch_size * np.linalg.norm(weights @ grads, axis=-1)
     with np.errstate(divide="ignore"):
         horizon = np.maximum(np.where(speed > 0, 4.0 * a / speed, 12.0), 12.0)

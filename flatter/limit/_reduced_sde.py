@@ -223,11 +223,10 @@ def paths_function(
             offset = carry[3]
             return carry, jax.vmap(lambda f: observe(before + f * (carry[0] - before) + offset))(fractions)
 
-        n_modes = fp.residual(theta0).shape[0]
         carry = (
             theta0,
             jnp.zeros_like(theta0),
-            jnp.full((n_modes,), start_temperature, theta0.dtype),
+            jnp.full((n_out,), start_temperature, theta0.dtype),
             jnp.zeros_like(theta0),
         )
         _, obs = jax.lax.scan(save, carry, jnp.arange(n_saves))

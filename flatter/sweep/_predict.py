@@ -9,7 +9,7 @@ import numpy as np
 from ..timescales import predict_grid
 from ._fit import optimal_gamma
 from ._grid import SweepSpec
-from ._run import prepare, resolved_threshold
+from ._run import _label_noise_batch, prepare, resolved_threshold
 
 
 class PredictedScaling(NamedTuple):
@@ -52,14 +52,6 @@ class PredictedScaling(NamedTuple):
         }
 
 
-def noisy_labels_per_step(spec: SweepSpec, n: int) -> int:
-    """B in the label-noise covariance sigma^2 J^T J / (B n): 1 for mode "one", else the batch (n if full)."""
-    batch = spec.batch_sizes[0]
-    if spec.label_noise_mode == "one":
-        return 1
-    return n if batch is None else int(batch)
-
-
 def predict_spec(
     spec: SweepSpec,
     problem=None,
@@ -87,7 +79,9 @@ def predict_spec(
     gammas = np.array(spec.gammas, float)
     g, e = np.meshgrid(gammas, etas, indexing="ij")
     C, sigma = spec.Cs[0], spec.sigmas[0]
-    batch = noisy_labels_per_step(spec, problem.num_examples)
+    # B in the label-noise covariance sigma^2 J^T J / (B n): the sweep's own rule (1 for mode "one")
+    full = spec.batch_sizes[0] is None
+    batch = int(_label_noise_batch(spec, np.asarray(-1 if full else spec.batch_sizes[0]), problem.num_examples))
     grid = predict_grid(
         problem,
         params0,
