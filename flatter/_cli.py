@@ -139,6 +139,30 @@ def _parser() -> argparse.ArgumentParser:
         network.add_argument("--no-progress", action="store_true", help="hide the progress bars")
         network.add_argument("--verbose", action="store_true", help="print setup times and the number of compiles")
         _add_machine_options(network)
+    large = sub.add_parser(
+        "large-batch",
+        help="test accuracy against batch size for MSGD, SNGM, LARS and Adam at a fixed epoch budget",
+        description="For every optimizer and batch size: tune the peak learning rate on a log grid by validation "
+        "accuracy, train fresh seeds at it (warm-up + cosine decay, the same epochs at every batch size), and report "
+        "test accuracy (mean ± s.d.) and epochs to a target accuracy. Writes large_batch.png, summary.json and "
+        "curves.npz under OUT/large-batch/DATASET/PRESET; re-running resumes finished cells.",
+        formatter_class=fmt,
+    )
+    large.add_argument("--dataset", choices=("fashion-mnist", "cifar10"), default="fashion-mnist", help="the data")
+    large.add_argument(
+        "--preset", default="quick", help="fashion-mnist: quick (2 CPU cores) or paper; cifar10: smoke or paper"
+    )
+    large.add_argument(
+        "--data",
+        default=None,
+        metavar="DIR",
+        help="IDX files (fashion-mnist; default /usr/share/datasets/fashion-mnist), or the CIFAR-10 python archive",
+    )
+    large.add_argument("--width", type=int, default=None, help="override the preset's network width")
+    large.add_argument("--seeds", type=int, default=None, help="override the preset's reported seeds per cell")
+    large.add_argument("--epochs", type=int, default=None, help="override the preset's epoch budget")
+    large.add_argument("--out", default="flatter-out", help="results folder (re-running resumes)")
+    _add_machine_options(large)
     return parser
 
 
@@ -146,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run a command; every error is one line on stderr with exit status 2 (``FLATTER_DEBUG=1``: traceback)."""
     args = _parser().parse_args(argv)
     try:
-        for name in ("cpu_devices", "seeds", "steps", "width"):
+        for name in ("cpu_devices", "seeds", "steps", "width", "epochs"):
             if getattr(args, name, None) is not None and getattr(args, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
         _check_out(args.out)
@@ -182,6 +206,11 @@ def _run(args: argparse.Namespace) -> None:
             verbose=args.verbose,
             **overrides,
         )
+    elif args.command == "large-batch":
+        from .drivers.large_batch import run_large_batch
+
+        overrides = {k: getattr(args, k) for k in ("width", "seeds", "epochs") if getattr(args, k) is not None}
+        run_large_batch(args.dataset, args.preset, args.out, data_dir=args.data, **overrides)
     elif args.command == "demo":
         from .drivers.demo import DemoConfig, run_demo
 

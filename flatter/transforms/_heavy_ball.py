@@ -40,7 +40,7 @@ def heavy_ball(
 
     Args:
       learning_rate: :math:`\eta > 0`, a number, a JAX array (so a vmapped sweep compiles once) or a
-        schedule ``step -> eta``.
+        schedule ``step -> eta`` with values >= 0 (a warm-up may start at 0).
       momentum: :math:`0 \le \beta < 1`, a number or a JAX array.
 
     Concrete values outside these ranges raise ``ValueError``. Traced ones (inside ``jit``/``vmap``),
@@ -66,7 +66,7 @@ def heavy_ball(
     # Traced values cannot raise: outside their range they become NaN, so the run is flagged as diverged.
     momentum = nan_outside(momentum, lower=0.0, upper=1.0, upper_inclusive=False)
     if callable(learning_rate):
-        learning_rate = guard_schedule(learning_rate, lower=0.0, lower_inclusive=False)
+        learning_rate = guard_schedule(learning_rate, lower=0.0)  # a warm-up may start at 0
     else:
         learning_rate = nan_outside(learning_rate, lower=0.0, lower_inclusive=False)
     return optax.chain(

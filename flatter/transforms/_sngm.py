@@ -48,7 +48,7 @@ def sngm(
     the loss by any :math:`c > 0` (when :math:`\lambda = 0`).
 
     Args:
-      learning_rate: :math:`\eta > 0` or a schedule.
+      learning_rate: :math:`\eta > 0`, or a schedule with values >= 0 (a warm-up may start at 0).
       momentum: :math:`0 \le \beta < 1`.
       weight_decay: :math:`\lambda \ge 0`, added to the gradient *before* normalization (needs
         ``params`` in ``update``).
@@ -69,7 +69,7 @@ def sngm(
     momentum = nan_outside(momentum, lower=0.0, upper=1.0, upper_inclusive=False)
     weight_decay = nan_outside(weight_decay, lower=0.0)
     if callable(learning_rate):
-        learning_rate = guard_schedule(learning_rate, lower=0.0, lower_inclusive=False)
+        learning_rate = guard_schedule(learning_rate, lower=0.0)  # a warm-up may start at 0
     else:
         learning_rate = nan_outside(learning_rate, lower=0.0, lower_inclusive=False)
     learning_rate, momentum, weight_decay = map(as_hyperparameter, (learning_rate, momentum, weight_decay))

@@ -1,0 +1,169 @@
+"""Train many runs of one optimizer and batch size at once: a vmapped, sharded loop over epochs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
+from jaxtyping import Array, Float
+
+from .._problem import Params, Problem
+from .._simulate import loops_are_slow
+from .._validation import check_positive_int, check_range
+from ..transforms import large_batch_schedule
+from ._optimizers import large_batch_optimizer
+
+
+class TrainingCurves(NamedTuple):
+    """Per run (axis 0) and epoch (axis 1): the mean minibatch loss of the epoch, the accuracy on the
+    validation and test data after it; ``diverged`` runs (a non-finite loss) have NaN accuracies."""
+
+    train_loss: Float[np.ndarray, "runs epochs"]
+    validation_accuracy: Float[np.ndarray, "runs epochs"]
+    test_accuracy: Float[np.ndarray, "runs epochs"]
+    diverged: np.ndarray
+
+
+def _mesh_sharding() -> NamedSharding | None:
+    if jax.device_count() == 1:
+        return None
+    mesh = jax.make_mesh((jax.device_count(),), ("runs",), axis_types=(jax.sharding.AxisType.Auto,))
+    return NamedSharding(mesh, PartitionSpec("runs"))
+
+
+def train_runs(
+    problem: Problem,
+    init: Params | Callable[[Any], Params],
+    *,
+    optimizer: str,
+    batch_size: int,
+    epochs: int,
+    learning_rates: Float[np.ndarray, " runs"],
+    seeds: np.ndarray,
+    validation: tuple[Array, Array],
+    warmup_epochs: float = 1.0,
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
+    trust_coefficient: float = 1e-3,
+) -> TrainingCurves:
+    r"""Minibatch training of ``len(learning_rates)`` runs of one optimizer at one batch size, side by side.
+
+    Run :math:`r` starts from ``init(key_r)`` (or the same ``init`` params for all), with
+    ``key_r = jax.random.key(seeds[r])``, and trains for ``epochs`` passes over the problem's training set
+    (a fresh permutation per epoch, :math:`n/B` steps of ``batch_size`` examples; the same
+    ``epochs * n`` gradient evaluations for every batch size), on the problem's loss
+    (:meth:`flatter.Problem.loss`) with :func:`large_batch_optimizer` and the schedule
+    :func:`flatter.transforms.large_batch_schedule` of peak ``learning_rates[r]``. The runs are one
+    vmapped program whose run axis is sharded over all devices, so one compile serves every learning
+    rate and seed.
+
+    Args:
+      problem: any classifier Problem with test data (``Problem.from_flax`` of a user's module works).
+      init: parameters, or ``init(key) -> params`` (different initial weights per seed).
+      optimizer: a name in :data:`OPTIMIZERS`.
+      validation: held-out ``(inputs, one-hot targets)`` for tuning (not the test set).
+
+    Returns:
+      :class:`TrainingCurves` on the host.
+    """
+    if problem.test_inputs is None:
+        raise ValueError(f"problem {problem.name!r} has no test data: train_runs reports test accuracy")
+    n = problem.num_examples
+    batch_size = check_positive_int("batch_size", batch_size)
+    epochs = check_positive_int("epochs", epochs)
+    learning_rates = np.atleast_1d(np.asarray(learning_rates, dtype=np.float64))
+    seeds = np.atleast_1d(np.asarray(seeds))
+    check_range("learning_rates", learning_rates, lower=0.0, lower_inclusive=False)
+    if learning_rates.ndim != 1 or seeds.shape != learning_rates.shape:
+        raise ValueError(
+            f"learning_rates and seeds must be 1-d and of one length (one run each), got shapes "
+            f"{learning_rates.shape} and {seeds.shape}"
+        )
+    val_x, val_y = (jnp.asarray(a) for a in validation)
+    if val_x.shape[1:] != problem.inputs.shape[1:] or val_y.shape[1:] != problem.targets.shape[1:]:
+        raise ValueError(
+            f"validation data must match the training data per example: inputs {problem.inputs.shape[1:]} vs "
+            f"{val_x.shape[1:]}, targets {problem.targets.shape[1:]} vs {val_y.shape[1:]}"
+        )
+    unit = large_batch_schedule(1.0, batch_size=batch_size, train_size=n, epochs=epochs, warmup_epochs=warmup_epochs)
+    steps_per_epoch = unit.steps_per_epoch
+    dtype = jnp.result_type(float)
+
+    init_fn = init if callable(init) else None
+    hyper = dict(momentum=momentum, weight_decay=weight_decay, trust_coefficient=trust_coefficient)
+
+    def optimizer_at(peak):
+        return large_batch_optimizer(optimizer, lambda k: peak * unit.schedule(k), **hyper)
+
+    def start(params0, key_data):
+        k_init, k_data = jax.random.split(jax.random.wrap_key_data(key_data))
+        params = init_fn(k_init) if init_fn is not None else params0
+        return params, jax.random.split(k_data, epochs)
+
+    def step(problem, peak, params, state, idx):
+        loss, grads = jax.value_and_grad(problem.loss)(params, problem.inputs[idx], problem.targets[idx])
+        updates, state = optimizer_at(peak).update(grads, state, params)
+        return jax.tree.map(lambda p, u: (p + u).astype(p.dtype), params, updates), state, loss
+
+    def batches(key):
+        order = jax.random.permutation(key, n)[: steps_per_epoch * batch_size]
+        return order.reshape(steps_per_epoch, batch_size)
+
+    def evaluate(problem, val_x, val_y, params):
+        test = problem.accuracy(params, problem.test_inputs, problem.test_targets)
+        return problem.accuracy(params, val_x, val_y), test
+
+    # The data and the shared init are arguments, not closed-over constants (which XLA would fold).
+    def one_run(problem, val_x, val_y, params0, peak, key_data):
+        params, keys = start(params0, key_data)
+
+        def epoch(carry, key):
+            def inner(c, idx):
+                p, s, loss = step(problem, peak, *c, idx)
+                return (p, s), loss
+
+            carry, losses = jax.lax.scan(inner, carry, batches(key))
+            return carry, (jnp.mean(losses), *evaluate(problem, val_x, val_y, carry[0]))
+
+        _, (loss, val_acc, test_acc) = jax.lax.scan(epoch, (params, optimizer_at(peak).init(params)), keys)
+        return loss, val_acc, test_acc
+
+    runs = len(learning_rates)
+    key_data = np.asarray(jax.vmap(lambda s: jax.random.key_data(jax.random.key(s)))(jnp.asarray(seeds)))
+    params_like = jax.eval_shape(start, None if init_fn is not None else init, key_data[0])[0]
+    if loops_are_slow(problem, params_like):
+        # Convolutions: one compiled step per call and one run after another (a vmapped convolution is a
+        # grouped one, and a convolution's gradient inside a loop is slow; see flatter.loops_are_slow).
+        jstart, jstep = jax.jit(start), jax.jit(step)
+        jeval, jinit = jax.jit(evaluate), jax.jit(lambda p: optimizer_at(1.0).init(p))
+        jbatches = jax.jit(batches)
+        out = []
+        for peak, kd in zip(learning_rates.astype(dtype), key_data, strict=True):
+            params, keys = jstart(None if init_fn is not None else init, kd)
+            state, record = jinit(params), []
+            for key in keys:
+                losses = []
+                for idx in jbatches(key):
+                    params, state, loss = jstep(problem, peak, params, state, idx)
+                    losses.append(loss)
+                record.append((jnp.mean(jnp.stack(losses)), *jeval(problem, val_x, val_y, params)))
+            out.append([np.asarray(jax.device_get(jnp.stack(r))) for r in zip(*record, strict=True)])
+        loss, val_acc, test_acc = (np.stack(a).astype(np.float64) for a in zip(*out, strict=True))
+    else:
+        sharding = _mesh_sharding()
+        size = runs if sharding is None else -(-runs // jax.device_count()) * jax.device_count()
+        pad = np.concatenate([np.arange(runs), np.full(size - runs, runs - 1)])  # repeat the last run, drop it
+        args = [np.asarray(learning_rates[pad], dtype=dtype), key_data[pad]]
+        if sharding is not None:
+            args = [jax.device_put(a, sharding) for a in args]
+        fn = jax.jit(jax.vmap(one_run, in_axes=(None, None, None, None, 0, 0)))
+        result = fn(problem, val_x, val_y, None if init_fn is not None else init, *args)
+        loss, val_acc, test_acc = (np.asarray(a, dtype=np.float64)[:runs] for a in jax.device_get(result))
+    diverged = ~np.all(np.isfinite(loss), axis=1)
+    val_acc[diverged] = np.nan
+    test_acc[diverged] = np.nan
+    return TrainingCurves(loss, val_acc, test_acc, diverged)
