@@ -20,6 +20,7 @@ from ._noise import (
     minibatch_noise as minibatch_noise,
 )
 from ._reduced_sde import ReducedSolution as ReducedSolution, reduced_sde as reduced_sde
+from ._sngm_flow import sngm_flow as sngm_flow
 from ._time_map import (
     effective_learning_rate as effective_learning_rate,
     steps_to_time as steps_to_time,

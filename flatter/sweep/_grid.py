@@ -21,14 +21,18 @@ LATER_FIELDS = {"noise": "gaussian", "flow_time": None, "curves": ()}
 """Fields added after the first release, with their defaults: left out of the digest when at the default, so
 the results folders of earlier sweeps still resume."""
 
-VARIANTS = ("sgdm", "nesterov", "sgd-same-eta", "sgd-eta-eff", "sgdm-no-label-noise")
+VARIANTS = ("sgdm", "nesterov", "sgd-same-eta", "sgd-eta-eff", "sgdm-no-label-noise", "sngm")
 """Optimizer variants of a sweep point (eta, gamma, C):
 
 - ``sgdm``: label-noise heavy ball with beta = 1 - C eta^gamma;
 - ``nesterov``: the same with Nesterov momentum;
 - ``sgd-same-eta``: label-noise SGD (beta = 0) at the same eta (THEORY §5 baseline);
 - ``sgd-eta-eff``: label-noise SGD at eta_eff = eta / (1 - beta) (the fair baseline of Wang et al.);
-- ``sgdm-no-label-noise``: heavy ball with minibatch SGD noise only (needs batch_size < n).
+- ``sgdm-no-label-noise``: heavy ball with minibatch SGD noise only (needs batch_size < n);
+- ``sngm``: label-noise SNGM (:func:`flatter.sngm`, the normalized gradient in the momentum buffer) with the
+  same beta: every step has length at most eta / (1 - beta). Its limit along the valley is
+  d theta/dt = -(1/4) grad_Gamma log tr Hess L at t = eta_eff^2 k (:func:`flatter.limit.sngm_flow`), so a given
+  ``flow_time`` is that flow's time.
 """
 
 

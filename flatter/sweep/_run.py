@@ -24,6 +24,7 @@ from ..timescales import settle_estimate
 from ..transforms._heavy_ball import heavy_ball
 from ..transforms._label_flip import label_flip
 from ..transforms._label_noise import label_noise
+from ..transforms._sngm import sngm
 from ._grid import SweepSpec, problem_digest
 from ._reference import flow_reference
 from ._results import FIELDS, SweepResults
@@ -97,17 +98,20 @@ def horizons(spec: SweepSpec, points: dict, reference: dict, n: int) -> np.ndarr
     :func:`flatter.timescales.settle_estimate` from the flow reference, rescaled to each run's noise.
     """
     a = 1.0 - points["step_beta"]
+    sngm_runs = points["variant"] == "sngm"
     if reference.get("given"):
         pred = reference["flow_time"] * (a / points["step_eta"]) ** 2 + 5.0 / a
     else:
         b_noise = _label_noise_batch(spec, points["batch_size"], n)
         sigma = np.where(points["sigma"] > 0, points["sigma"], 1.0)
         t_star = reference["flow_time"] * 4.0 * b_noise / sigma**2
+        # SNGM near the valley is SGDM at eta / |g|, with |g|^2 = sigma^2 tr∇²L / B the label-noise gradient's.
+        norm = np.sqrt(sigma**2 * reference.get("trace_hessian", 1.0) / b_noise)
         pred = settle_estimate(
             flow_time=t_star,
             distance=reference["distance"],
             grad_norm=reference["grad_norm"],
-            eta=points["step_eta"],
+            eta=np.where(sngm_runs, points["step_eta"] / norm, points["step_eta"]),
             beta=points["step_beta"],
             sigma=sigma,
             batch_size=b_noise,
@@ -119,14 +123,15 @@ def horizons(spec: SweepSpec, points: dict, reference: dict, n: int) -> np.ndarr
     return (spec.records * 2**power).astype(np.int64)
 
 
-def _structure(variant: str) -> tuple[bool, bool]:
-    """(nesterov, label noise): all a variant changes in the compiled program (eta, beta are inputs)."""
-    return variant == "nesterov", variant != "sgdm-no-label-noise"
+def _structure(variant: str) -> tuple[str, bool]:
+    """(momentum: heavy-ball, nesterov or sngm; label noise): all a variant changes in the compiled program
+    (eta, beta are inputs)."""
+    return {"nesterov": "nesterov", "sngm": "sngm"}.get(variant, "heavy-ball"), variant != "sgdm-no-label-noise"
 
 
-def _optimizer(problem, spec: SweepSpec, nesterov: bool, noisy: bool, eta, beta, sigma, k_noise, batch):
+def _optimizer(problem, spec: SweepSpec, momentum: str, noisy: bool, eta, beta, sigma, k_noise, batch):
     mode = spec.label_noise_mode if batch is None else "minibatch"
-    tx = heavy_ball(eta, beta, nesterov=nesterov)
+    tx = sngm(eta, beta) if momentum == "sngm" else heavy_ball(eta, beta, nesterov=momentum == "nesterov")
     if noisy and spec.noise == "flip":
         return optax.chain(label_flip(sigma, key=k_noise, num_classes=problem.targets.shape[-1]), tx)
     if noisy:
@@ -150,13 +155,13 @@ def _outcome(spec: SweepSpec, threshold: float, steps, observables, diverged) ->
     }
 
 
-def _run_fn(problem, params0, spec: SweepSpec, threshold: float, nesterov: bool, noisy: bool, batch_size: int):
+def _run_fn(problem, params0, spec: SweepSpec, threshold: float, momentum: str, noisy: bool, batch_size: int):
     """The vmapped runs of one chunk; the steps between records are an input, so every horizon shares it."""
     batch = None if batch_size < 0 else int(batch_size)
 
     def run(eta, beta, sigma, key_data, record_every):
         k_noise, k_sim = jax.random.split(jax.random.wrap_key_data(key_data))
-        tx = _optimizer(problem, spec, nesterov, noisy, eta, beta, sigma, k_noise, batch)
+        tx = _optimizer(problem, spec, momentum, noisy, eta, beta, sigma, k_noise, batch)
         traj = simulate_records(
             problem,
             tx,
@@ -172,7 +177,7 @@ def _run_fn(problem, params0, spec: SweepSpec, threshold: float, nesterov: bool,
     return jax.jit(jax.vmap(run, in_axes=(0, 0, 0, 0, None)))
 
 
-def _host_run_fn(problem, params0, spec: SweepSpec, threshold: float, nesterov: bool, noisy: bool, batch_size: int):
+def _host_run_fn(problem, params0, spec: SweepSpec, threshold: float, momentum: str, noisy: bool, batch_size: int):
     """:func:`_run_fn` for models whose steps must be driven from the host (:func:`flatter.loops_are_slow`).
 
     The same runs (the same keys, steps and records), one after another, each an eager
@@ -187,7 +192,7 @@ def _host_run_fn(problem, params0, spec: SweepSpec, threshold: float, nesterov: 
 
     def one_run(eta, beta, sigma, key_data, record_every):
         k_noise, k_sim = jax.random.split(jax.random.wrap_key_data(key_data))
-        tx = _optimizer(problem, spec, nesterov, noisy, eta, beta, sigma, k_noise, batch)
+        tx = _optimizer(problem, spec, momentum, noisy, eta, beta, sigma, k_noise, batch)
         return simulate(
             problem,
             tx,
@@ -336,6 +341,8 @@ def _run_sweep(spec, out, *, chunk_size, progress, max_chunks, shard, verbose, p
         reference = flow_reference(
             problem, params0, observable=spec.observable, threshold=threshold, below=spec.below, progress=progress
         ).to_dict()
+        if "sngm" in spec.variants:  # sizes SNGM's horizons: its gradient norm on the valley
+            reference["trace_hessian"] = float(problem.gauss_newton_trace(params0))
     else:
         reference = {"flow_time": spec.flow_time, "given": True, "steps": 0}
     steps = horizons(spec, points, reference, problem.num_examples)
@@ -385,8 +392,8 @@ def _run_sweep(spec, out, *, chunk_size, progress, max_chunks, shard, verbose, p
         groups.setdefault((structure, int(steps[i])), []).append(i)
     chunks = []
     for (structure, h), members in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        nesterov, noisy, batch = structure
-        label = f"{'nesterov' if nesterov else 'heavy-ball'}{'' if noisy else '-no-label-noise'}-b{batch}-h{h}"
+        momentum, noisy, batch = structure
+        label = f"{momentum}{'' if noisy else '-no-label-noise'}-b{batch}-h{h}"
         start_run = 0
         for size in chunk_sizes(len(members), chunk_size, n_dev):
             part = members[start_run : start_run + size]
