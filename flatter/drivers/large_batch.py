@@ -23,6 +23,7 @@ import numpy as np
 from .._io import environment, save_arrays, save_json
 from .._problem import Problem
 from ..large_batch import LABELS, OPTIMIZERS, CellResult, tune_and_train
+from ._presets import load_dataset, pick_preset
 
 CLASSES = 10
 """Both data sets have ten classes (the per-class subsets set the training set size)."""
@@ -164,14 +165,7 @@ PRESETS: dict[str, dict[str, LargeBatchPreset]] = {
 
 def preset(dataset: str, name: str, **overrides) -> LargeBatchPreset:
     """A preset by dataset and name, with fields replaced by ``overrides`` (e.g. ``seeds=2``)."""
-    if dataset not in PRESETS:
-        raise ValueError(f"dataset must be one of {list(PRESETS)}, got {dataset!r}")
-    if name not in PRESETS[dataset]:
-        raise ValueError(f"preset must be one of {list(PRESETS[dataset])} for {dataset}, got {name!r}")
-    unknown = set(overrides) - {f.name for f in dataclasses.fields(LargeBatchPreset)}
-    if unknown:
-        raise ValueError(f"unknown preset fields {sorted(unknown)}")
-    config = dataclasses.replace(PRESETS[dataset][name], **overrides)
+    config = pick_preset(PRESETS, dataset, name, overrides)
     unknown_opt = [o for o in config.optimizers if o not in OPTIMIZERS]
     if unknown_opt:
         raise ValueError(f"optimizers must be among {OPTIMIZERS}, got {unknown_opt}")
@@ -203,18 +197,10 @@ def build_study(config: LargeBatchPreset, data_dir: str | Path | None = None):
     (new weights per seed) and the held-out validation split."""
     from flax import nnx
 
-    from ..data import load_cifar10, load_fashion_mnist, stratified_subset
+    from ..data import stratified_subset
     from ..models import MLP, ResNet18
 
-    if config.dataset == "fashion-mnist":
-        data = load_fashion_mnist(data_dir)
-    else:
-        if data_dir is None:
-            raise ValueError(
-                "--data is required for cifar10: the official 'CIFAR-10 python version' archive "
-                "cifar-10-python.tar.gz, its folder cifar-10-batches-py/, or a folder holding either"
-            )
-        data = load_cifar10(data_dir)
+    data = load_dataset(config.dataset, data_dir)
     train, test = data.normalized()
     if config.dataset == "fashion-mnist":
         train, test = train[..., None], test[..., None]

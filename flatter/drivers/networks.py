@@ -30,6 +30,7 @@ from ..curvature import hutchinson_observable
 from ..sweep import SweepSpec, optimal_gamma, power_law, run_sweep
 from ..timescales import alpha as alpha_theory
 from ..transforms import heavy_ball, label_flip, label_noise
+from ._presets import load_dataset, pick_preset
 from .scaling import UNDETERMINED_SE, determined, draw_lower_bounds, grid_ticks
 
 ACCURACY_TOLERANCE = 0.005
@@ -183,14 +184,7 @@ PRESETS: dict[str, dict[str, NetworkPreset]] = {
 
 def preset(dataset: str, name: str, **overrides) -> NetworkPreset:
     """A preset by dataset and name, with fields replaced by ``overrides`` (e.g. ``width=64``)."""
-    if dataset not in PRESETS:
-        raise ValueError(f"dataset must be one of {list(PRESETS)}, got {dataset!r}")
-    if name not in PRESETS[dataset]:
-        raise ValueError(f"preset must be one of {list(PRESETS[dataset])} for {dataset}, got {name!r}")
-    unknown = set(overrides) - {f.name for f in dataclasses.fields(NetworkPreset)}
-    if unknown:
-        raise ValueError(f"unknown preset fields {sorted(unknown)}")
-    return dataclasses.replace(PRESETS[dataset][name], **overrides)
+    return pick_preset(PRESETS, dataset, name, overrides)
 
 
 def _subset(images, labels, per_class, seed):
@@ -206,19 +200,9 @@ def build_problem(config: NetworkPreset, data_dir: str | Path | None = None) -> 
     """The Problem (training subset, test subset, one-hot targets, a ``trace`` observable) and its init."""
     from flax import nnx
 
-    from ..data import load_cifar10, load_fashion_mnist
     from ..models import MLP, ResNet18
 
-    if config.dataset == "fashion-mnist":
-        data = load_fashion_mnist(data_dir)
-    else:
-        if data_dir is None:
-            raise ValueError(
-                "--data is required for cifar10: the official 'CIFAR-10 python version' archive "
-                "cifar-10-python.tar.gz (https://www.cs.toronto.edu/~kriz/cifar.html), its folder "
-                "cifar-10-batches-py/, or a folder holding either"
-            )
-        data = load_cifar10(data_dir)
+    data = load_dataset(config.dataset, data_dir)
     train, test = data.normalized()
     x, y = _subset(train, data.train_labels, config.train_per_class, config.seed)
     xt, yt = _subset(test, data.test_labels, config.test_per_class, config.seed)
