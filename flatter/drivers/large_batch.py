@@ -357,6 +357,12 @@ def print_summary(summary: dict) -> None:
         f"{summary['epochs']} epochs at every batch size; test accuracy (mean ± s.d. over seeds), epochs to "
         f"{summary['target_accuracy']:.0%} test accuracy (runs that reached it)"
     )
+    grids = {}
+    for r in summary["rows"]:
+        grids.setdefault(r["optimizer"], r["grid"])
+    print("  learning-rate grids (peak values, the same at every batch size):")
+    for name, grid in grids.items():
+        print(f"    {LABELS[name]:5s} " + " ".join(f"{v:g}" for v in grid))
     print(f"  {'optimizer':9s} {'B':>5s} {'tuned lr':>9s}  {'test accuracy':>16s}  {'epochs to target':>17s}")
     for r in summary["rows"]:
         edge = "*" if r["at_grid_edge"] else " "

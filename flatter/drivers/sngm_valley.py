@@ -50,6 +50,15 @@ def specs(problem: str, preset: str):
     return [dataclasses.replace(s, variants=VARIANTS) for s in scaling_presets(problem, preset)]
 
 
+def limit_specs(problem: str, preset: str):
+    """Sweeps at gamma = 1/2 and smaller eta (down to 6.25e-5) for matrix sensing, where SNGM approaches its
+    limit slowly (corrections O(eta_eff)): they only add to the comparison with the limit flows."""
+    if not problem.startswith("matrix-sensing"):
+        return []
+    base = specs(problem, preset)[-1]
+    return [dataclasses.replace(base, gammas=(0.5,), etas=(2.5e-4, 1.25e-4, 6.25e-5), max_steps=2**18)]
+
+
 def flow_times(spec, reference: dict, problem=None) -> dict:
     """The settling times of the two limit flows from the sweep's start, by the sweep's own criterion.
 
@@ -90,29 +99,42 @@ def _fits(results: SweepResults, variant: str):
     return rows
 
 
-def summarize(all_results: list[SweepResults], flows: dict) -> dict:
+def _collapse_rows(res: SweepResults, variant: str, flows: dict) -> list[dict]:
+    """T eta_eff^2 (median over the seeds that settled) at every eta, for the gammas below 2/3."""
+    spec, rows = res.spec, []
+    for g, (_, d) in _fits(res, variant).items():
+        if g >= 2 / 3:
+            continue
+        for i, eta in enumerate(spec.etas):
+            t = np.asarray(d["T_settle"][i], float)
+            ok = ~np.asarray(d["censored_settle"][i]) & np.isfinite(t)
+            eta_eff = eta / (spec.Cs[0] * eta**g)
+            rows.append(
+                {
+                    "variant": variant, "gamma": g, "eta": eta, "eta_eff": eta_eff,
+                    "T_eta_eff2_median": float(np.median(t[ok]) * eta_eff**2) if ok.any() else None,
+                    "censored": int((~ok).sum()), "flow_time": flows[variant],
+                }
+            )  # fmt: skip
+    return rows
+
+
+def summarize(all_results: list[SweepResults], flows: dict, limit_results: list[SweepResults] = ()) -> dict:
     """alpha(gamma) per variant with errors and the prediction; gamma* per variant; T eta_eff^2 against the
-    limit flows' times at every (gamma, eta) below 2/3."""
+    limit flows' times at every (gamma, eta) below 2/3 (``limit_results``: sweeps at smaller eta that only
+    add to this comparison)."""
     alpha_rows, collapse, gamma_star = [], [], {}
+    for res in limit_results:
+        for variant in VARIANTS:
+            collapse += _collapse_rows(res, variant, flows)
     for res in all_results:
         spec = res.spec
         for variant in VARIANTS:
-            for g, (fit, d) in _fits(res, variant).items():
+            collapse += _collapse_rows(res, variant, flows)
+            for g, (fit, _) in _fits(res, variant).items():
                 alpha_rows.append(
                     {"variant": variant, "gamma": g, "predicted": float(alpha_theory(g)), **fit.summary()}
                 )
-                if g < 2 / 3:
-                    for i, eta in enumerate(spec.etas):
-                        t = np.asarray(d["T_settle"][i], float)
-                        ok = ~np.asarray(d["censored_settle"][i]) & np.isfinite(t)
-                        a = spec.Cs[0] * eta**g
-                        collapse.append(
-                            {
-                                "variant": variant, "gamma": g, "eta": eta,
-                                "T_eta_eff2_median": float(np.median(t[ok]) * (eta / a) ** 2) if ok.any() else None,
-                                "censored": int((~ok).sum()), "flow_time": flows[variant],
-                            }
-                        )  # fmt: skip
             if len(spec.gammas) >= 3:
                 times = np.stack([_fits(res, variant)[g][1]["T_settle"] for g in spec.gammas])
                 cens = np.stack([_fits(res, variant)[g][1]["censored_settle"] for g in spec.gammas])
@@ -124,7 +146,7 @@ def summarize(all_results: list[SweepResults], flows: dict) -> dict:
         for g in sorted({r["gamma"] for r in collapse if r["variant"] == variant}):
             rows = [r for r in collapse if r["variant"] == variant and r["gamma"] == g and r["T_eta_eff2_median"]]
             if len(rows) >= 3:
-                a = np.array([r["eta"] ** (1 - g) / all_results[0].spec.Cs[0] for r in rows])
+                a = np.array([r["eta_eff"] for r in rows])
                 ratio = np.array([r["T_eta_eff2_median"] / r["flow_time"] for r in rows])
                 slope, intercept = np.polyfit(a, ratio, 1)
                 extrapolated.append(
@@ -156,7 +178,7 @@ def print_summary(summary: dict, problem: str) -> None:
     f = summary["flow_times"]
     print(f"limit flows: t* = {f['sgdm']:.4g} (label-noise flow), s* = {f['sngm']:.4g} (SNGM's log-trace flow)")
     print("T eta_eff^2 (median over seeds) against the flow time, gamma < 2/3:")
-    for r in summary["collapse"]:
+    for r in sorted(summary["collapse"], key=lambda r: (r["variant"], r["gamma"], -r["eta"])):
         value = "censored" if r["T_eta_eff2_median"] is None else f"{r['T_eta_eff2_median']:.4g}"
         ratio = "" if r["T_eta_eff2_median"] is None else f"  ratio {r['T_eta_eff2_median'] / r['flow_time']:.2f}"
         print(f"  {r['variant']:5s} gamma={r['gamma']:.3f} eta={r['eta']:<8g} {value:>9s}{ratio}")
@@ -196,16 +218,20 @@ def plot(all_results: list[SweepResults], summary: dict, path: Path, problem: st
     axes[1].set_ylabel("SNGM settling steps T (median)")
     axes[1].set_title("SNGM-LN: T against eta per gamma")
     axes[1].legend(fontsize=7, ncol=2)
-    for v in VARIANTS:
-        rows = [r for r in summary["collapse"] if r["variant"] == v and r["T_eta_eff2_median"] is not None]
-        axes[2].loglog([r["eta"] for r in rows], [r["T_eta_eff2_median"] for r in rows], "o", color=colors[v],
-                       alpha=0.7, label=f"{v.upper()}: T " + r"$\eta_{eff}^2$ ($\gamma<2/3$)")  # fmt: skip
-        axes[2].axhline(summary["flow_times"][v], color=colors[v], ls="--", lw=1,
-                        label={"sgdm": "t* label-noise flow", "sngm": "s* SNGM flow (log tr)"}[v])  # fmt: skip
-    axes[2].set_xlabel(r"$\eta$")
-    axes[2].set_ylabel(r"$T\,\eta_\mathrm{eff}^2$")
-    axes[2].set_title("times against the limit flows")
-    axes[2].legend(fontsize=7)
+    markers = {}
+    for r in summary["extrapolated"]:
+        v, g = r["variant"], r["gamma"]
+        marker = markers.setdefault(g, "osd^v"[len(markers) % 5])
+        x = np.array(r["eta_eff"])
+        axes[2].plot(x, r["ratio"], marker, color=colors[v], alpha=0.8, label=f"{v.upper()} " + rf"$\gamma$={g:.2f}")
+        line = np.linspace(0, x.max(), 20)
+        axes[2].plot(line, r["ratio_at_zero_eta_eff"] + r["slope"] * line, "-", color=colors[v], lw=0.7, alpha=0.6)
+    axes[2].axhline(1.0, color="k", lw=0.8, ls=":")
+    axes[2].set_xlim(left=0)
+    axes[2].set_xlabel(r"$\eta_\mathrm{eff} = \eta/(1-\beta)$")
+    axes[2].set_ylabel(r"$T\,\eta_\mathrm{eff}^2$ / flow time (SGDM: $t^*$, SNGM: $s^*$)")
+    axes[2].set_title("times against the limit flows (lines: fits in $\\eta_{eff}$)")
+    axes[2].legend(fontsize=7, ncol=2)
     fig.suptitle(f"{problem}: label-noise SNGM vs heavy ball, the same sweeps", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -219,10 +245,16 @@ def run_sngm_valley(problem: str, preset: str, out: str | Path, *, progress: boo
     all_specs = specs(problem, preset)
     with full_precision():
         results = [run_sweep(s, out / f"sweep-{s.digest}", progress=progress) for s in all_specs]
+        deeper = [run_sweep(s, out / f"sweep-{s.digest}", progress=progress) for s in limit_specs(problem, preset)]
         flows = flow_times(all_specs[-1], results[-1].meta["reference"])
-    summary = summarize(results, flows)
-    summary.update(problem=problem, preset=preset, wall_seconds=time.perf_counter() - start,
-                   environment=environment(), specs=[s.to_json() for s in all_specs])  # fmt: skip
+    summary = summarize(results, flows, deeper)
+    summary.update(
+        problem=problem,
+        preset=preset,
+        wall_seconds=time.perf_counter() - start,
+        environment=environment(),
+        specs=[s.to_json() for s in all_specs + limit_specs(problem, preset)],
+    )
     print_summary(summary, problem)
     save_json(out / "summary.json", summary)
     plot(results, summary, out / "sngm_valley.png", problem)
