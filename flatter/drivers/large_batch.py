@@ -427,10 +427,11 @@ def plot(cells: dict, config: LargeBatchPreset, summary: dict, path: Path) -> No
     axes[1].set_title("epochs to target (triangles: no seed reached it)")
     axes[2].set_yscale("log")
     axes[2].set_ylabel("tuned peak learning rate")
-    axes[2].set_title("learning rate chosen on validation (squares: grid edge)")
+    axes[2].set_title("tuned on validation (squares: grid edge)")
     fig.suptitle(
         f"{config.dataset}, {config.model}-{config.depth} width {config.width}, {summary['train_examples']} "
-        f"training images: warm-up {config.warmup_epochs:g} epochs + cosine decay, L2 {config.weight_decay:g}",
+        f"training images: warm-up {config.warmup_epochs:g} epoch{'' if config.warmup_epochs == 1 else 's'} + cosine "
+        f"decay, L2 {config.weight_decay:g}",
         fontsize=10,
     )
     fig.tight_layout()
