@@ -397,16 +397,17 @@ def plot(cells: dict, config: LargeBatchPreset, summary: dict, path: Path) -> No
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))
     batches = np.array(config.batch_sizes)
     colors = dict(zip(OPTIMIZERS, ("C0", "C3", "C2", "C7"), strict=True))
+    rows = {(r["optimizer"], r["batch_size"]): r for r in summary["rows"]}  # the table's means, s.d. and epochs
     for i, name in enumerate(config.optimizers):
         c = colors[name]
         acc = np.array([cells[name, b].final_test_accuracy for b in batches])  # (batches, seeds)
-        mean = np.nanmean(acc, axis=1)
-        sd = np.nanstd(acc, axis=1, ddof=1) if acc.shape[1] > 1 else np.zeros(len(batches))
+        mean = np.array([rows[name, b]["test_accuracy_mean"] for b in batches])
+        sd = np.array([rows[name, b]["test_accuracy_sd"] for b in batches])
         axes[0].errorbar(batches, mean, yerr=sd, color=c, marker="o", capsize=3, label=LABELS[name])
         axes[0].plot(np.repeat(batches, acc.shape[1]), acc.reshape(-1), ".", color=c, alpha=0.3, ms=4)
         epochs = np.array([cells[name, b].epochs_to_target for b in batches])
         reached = np.isfinite(epochs)
-        e_mean = np.array([np.nanmean(e) if np.isfinite(e).any() else np.nan for e in epochs])
+        e_mean = np.array([rows[name, b]["epochs_to_target_mean"] for b in batches])
         axes[1].plot(batches, e_mean, "o-", color=c, label=LABELS[name])
         never = ~reached.any(axis=1)
         top = np.full(never.sum(), config.epochs + 0.3 * (i + 1))  # staggered, so that no optimizer hides another

@@ -99,10 +99,10 @@ def _fits(results: SweepResults, variant: str):
     return rows
 
 
-def _collapse_rows(res: SweepResults, variant: str, flows: dict) -> list[dict]:
+def _collapse_rows(res: SweepResults, fits: dict, variant: str, flows: dict) -> list[dict]:
     """T eta_eff^2 (median over the seeds that settled) at every eta, for the gammas below 2/3."""
     spec, rows = res.spec, []
-    for g, (_, d) in _fits(res, variant).items():
+    for g, (_, d) in fits.items():
         if g >= 2 / 3:
             continue
         for i, eta in enumerate(spec.etas):
@@ -126,18 +126,19 @@ def summarize(all_results: list[SweepResults], flows: dict, limit_results: list[
     alpha_rows, collapse, gamma_star = [], [], {}
     for res in limit_results:
         for variant in VARIANTS:
-            collapse += _collapse_rows(res, variant, flows)
+            collapse += _collapse_rows(res, _fits(res, variant), variant, flows)
     for res in all_results:
         spec = res.spec
         for variant in VARIANTS:
-            collapse += _collapse_rows(res, variant, flows)
-            for g, (fit, _) in _fits(res, variant).items():
+            fits = _fits(res, variant)
+            collapse += _collapse_rows(res, fits, variant, flows)
+            for g, (fit, _) in fits.items():
                 alpha_rows.append(
                     {"variant": variant, "gamma": g, "predicted": float(alpha_theory(g)), **fit.summary()}
                 )
             if len(spec.gammas) >= 3:
-                times = np.stack([_fits(res, variant)[g][1]["T_settle"] for g in spec.gammas])
-                cens = np.stack([_fits(res, variant)[g][1]["censored_settle"] for g in spec.gammas])
+                times = np.stack([fits[g][1]["T_settle"] for g in spec.gammas])
+                cens = np.stack([fits[g][1]["censored_settle"] for g in spec.gammas])
                 gamma_star[variant] = optimal_gamma(spec.gammas, spec.etas, times, cens).summary(spec.etas)
     # SNGM's step has length eta_eff whatever sigma is, so its corrections to the limit are O(eta_eff), not
     # O(sigma^2 eta_eff): a straight line in eta_eff extrapolates T eta_eff^2 / flow time to eta_eff -> 0.
@@ -209,8 +210,8 @@ def plot(all_results: list[SweepResults], summary: dict, path: Path, problem: st
     axes[0].legend(fontsize=8)
     for res in all_results:
         spec = res.spec
-        for g in spec.gammas:
-            d = _fits(res, "sngm")[g][1]
+        for g in spec.gammas:  # the data only: the fits are summarize's
+            d = res.sel(variant="sngm", gamma=g, C=spec.Cs[0], sigma=spec.sigmas[0], batch_size=spec.batch_sizes[0])
             med = [np.median(np.asarray(t)[~np.asarray(c)]) if (~np.asarray(c)).any() else np.nan
                    for t, c in zip(d["T_settle"], d["censored_settle"], strict=True)]  # fmt: skip
             axes[1].loglog(spec.etas, med, "o-", label=rf"$\gamma$={g:.2f}")

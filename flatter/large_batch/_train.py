@@ -14,6 +14,7 @@ from jaxtyping import Array, Float
 from .._problem import Params, Problem
 from .._simulate import loops_are_slow
 from .._validation import check_positive_int, check_range
+from ..sweep._run import _mesh, _put
 from ..transforms import large_batch_schedule
 from ._optimizers import large_batch_optimizer
 
@@ -26,13 +27,6 @@ class TrainingCurves(NamedTuple):
     validation_accuracy: Float[np.ndarray, "runs epochs"]
     test_accuracy: Float[np.ndarray, "runs epochs"]
     diverged: np.ndarray
-
-
-def _mesh_sharding() -> NamedSharding | None:
-    if jax.device_count() == 1:
-        return None
-    mesh = jax.make_mesh((jax.device_count(),), ("runs",), axis_types=(jax.sharding.AxisType.Auto,))
-    return NamedSharding(mesh, PartitionSpec("runs"))
 
 
 def train_runs(
@@ -154,12 +148,13 @@ def train_runs(
             out.append([np.asarray(jax.device_get(jnp.stack(r))) for r in zip(*record, strict=True)])
         loss, val_acc, test_acc = (np.stack(a).astype(np.float64) for a in zip(*out, strict=True))
     else:
-        sharding = _mesh_sharding()
+        # The sweeps' "runs" mesh over all devices: every run is independent, nothing is communicated.
+        sharding = NamedSharding(_mesh(), PartitionSpec("runs")) if jax.device_count() > 1 else None
         size = runs if sharding is None else -(-runs // jax.device_count()) * jax.device_count()
         pad = np.concatenate([np.arange(runs), np.full(size - runs, runs - 1)])  # repeat the last run, drop it
         args = [np.asarray(learning_rates[pad], dtype=dtype), key_data[pad]]
         if sharding is not None:
-            args = [jax.device_put(a, sharding) for a in args]
+            args = [_put(a, sharding) for a in args]
         fn = jax.jit(jax.vmap(one_run, in_axes=(None, None, None, None, 0, 0)))
         result = fn(problem, val_x, val_y, None if init_fn is not None else init, *args)
         loss, val_acc, test_acc = (np.asarray(a, dtype=np.float64)[:runs] for a in jax.device_get(result))

@@ -98,7 +98,6 @@ def horizons(spec: SweepSpec, points: dict, reference: dict, n: int) -> np.ndarr
     :func:`flatter.timescales.settle_estimate` from the flow reference, rescaled to each run's noise.
     """
     a = 1.0 - points["step_beta"]
-    sngm_runs = points["variant"] == "sngm"
     if reference.get("given"):
         pred = reference["flow_time"] * (a / points["step_eta"]) ** 2 + 5.0 / a
     else:
@@ -111,7 +110,7 @@ def horizons(spec: SweepSpec, points: dict, reference: dict, n: int) -> np.ndarr
             flow_time=t_star,
             distance=reference["distance"],
             grad_norm=reference["grad_norm"],
-            eta=np.where(sngm_runs, points["step_eta"] / norm, points["step_eta"]),
+            eta=np.where(points["variant"] == "sngm", points["step_eta"] / norm, points["step_eta"]),
             beta=points["step_beta"],
             sigma=sigma,
             batch_size=b_noise,
