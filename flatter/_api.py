@@ -3,6 +3,7 @@
 from . import (
     curvature as curvature,
     data as data,
+    figures as figures,
     limit as limit,
     models as models,
     problems as problems,

@@ -7,11 +7,12 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax.flatten_util import ravel_pytree
 
 from ._precision import full_precision
 from ._problem import Params, Problem
 from ._validation import check_choice, check_positive, check_positive_int
+from .valley._flat import flatten
+from .valley._projection import gauss_newton_step
 
 
 class InterpolationError(RuntimeError):
@@ -28,22 +29,16 @@ class InterpolationInfo(NamedTuple):
 
 @partial(jax.jit, static_argnames=("method", "max_steps"))
 def _run(problem: Problem, params0, tol, learning_rate, *, method: str, max_steps: int):
-    flat0, unravel = ravel_pytree(params0)
-
-    def residual(flat):
-        return problem.residual_vector(unravel(flat))
+    flat0, fp = flatten(problem, params0)
+    unravel = fp.unravel
 
     def loss(flat):
-        r = residual(flat)
+        r = fp.residual(flat)
         return 0.5 * jnp.sum(r**2) / problem.num_examples
 
     def step(flat):
         if method == "gauss_newton":
-            # Minimum-norm Gauss-Newton step: the least-squares solution of J delta = r with the
-            # smallest norm (J has more columns than rows on an overparametrized problem).
-            jac = jax.jacfwd(residual)(flat)
-            delta = jnp.linalg.lstsq(jac, residual(flat))[0]
-            return flat - delta
+            return gauss_newton_step(fp, flat)
         return flat - learning_rate * jax.grad(loss)(flat)
 
     def cond(carry):

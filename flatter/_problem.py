@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -45,8 +46,7 @@ def _trace_hessian(problem: Problem, params: Params) -> Scalar:
     return problem.gauss_newton_trace(params)
 
 
-@jax.tree_util.register_pytree_node_class
-class Problem:
+class Problem(eqx.Module):
     r"""A regression problem :math:`f(\theta, x) \approx y` with the squared loss.
 
     .. math::
@@ -57,8 +57,9 @@ class Problem:
     Its zero-loss set :math:`\Gamma = \{\theta: r(\theta) = 0\}` is the valley of minimizers; on
     :math:`\Gamma` the Hessian is the Gauss-Newton matrix :math:`\nabla^2 L = J^\top J/n` with
     :math:`J = \partial_\theta r`, so :math:`\mathrm{tr}\nabla^2 L = \|J\|_F^2/n`
-    (:meth:`gauss_newton_trace`). A Problem is a pytree: the data are leaves, the model and the
-    observables are static, so it can be passed through ``jax.jit``.
+    (:meth:`gauss_newton_trace`). A Problem is an ``equinox.Module``: the data are its array fields
+    (pytree leaves), the model, the observables and the settings are static fields, so it can be passed
+    through ``jax.jit`` and ``jax.vmap``.
 
     Args:
       predict: ``predict(params, inputs) -> outputs`` with ``outputs.shape == targets.shape``; any
@@ -95,6 +96,20 @@ class Problem:
       >>> print(problem.loss(jnp.zeros(2)), problem.gauss_newton_trace(jnp.zeros(2)))
       1.25 2.5
     """
+
+    inputs: Array
+    targets: Array
+    test_inputs: Array | None
+    test_targets: Array | None
+    extras: dict[str, Array]
+    predict: Callable[[Params, Array], Array] = eqx.field(static=True)
+    observables: tuple[tuple[str, Observable], ...] = eqx.field(static=True)
+    trace_hessian_fn: Callable[[Problem, Params], Scalar] | None = eqx.field(static=True)
+    pullback: Callable[[Params, Array, Array], Params] | None = eqx.field(static=True)
+    init_params_fn: Callable[[Any], Params] | None = eqx.field(static=True)
+    name: str = eqx.field(static=True)
+    loss_kind: str = eqx.field(static=True)
+    eval_batch_size: int | None = eqx.field(static=True)
 
     def __init__(
         self,
@@ -155,11 +170,11 @@ class Problem:
         ):
             raise ValueError(f"eval_batch_size must be a positive integer or None, got {eval_batch_size!r}")
         self.eval_batch_size = None if eval_batch_size is None else int(eval_batch_size)
-        self._trace_hessian = trace_hessian
+        self.trace_hessian_fn = trace_hessian
         if pullback is not None and not callable(pullback):
             raise TypeError(f"pullback must be a callable pullback(params, inputs, cotangent), got {pullback!r}")
         self.pullback = pullback
-        self._init_params = init_params
+        self.init_params_fn = init_params
         obs: dict[str, Observable] = {"loss": _loss}
         # A classifier: cross-entropy, or the squared loss on one-hot targets (where the theory applies directly).
         classifier = loss == "cross_entropy" or _one_hot(targets)
@@ -176,37 +191,6 @@ class Problem:
                 raise TypeError(f"observable {key!r} must be callable fn(problem, params)")
             obs[key] = fn
         self.observables: tuple[tuple[str, Observable], ...] = tuple(obs.items())
-
-    # -- pytree ---------------------------------------------------------------------------------
-    def tree_flatten(self):
-        children = (self.inputs, self.targets, self.test_inputs, self.test_targets, self.extras)
-        aux = (
-            self.predict,
-            self.observables,
-            self._trace_hessian,
-            self.pullback,
-            self._init_params,
-            self.name,
-            self.loss_kind,
-            self.eval_batch_size,
-        )
-        return children, aux
-
-    @classmethod
-    def tree_unflatten(cls, aux, children):
-        obj = object.__new__(cls)
-        obj.inputs, obj.targets, obj.test_inputs, obj.test_targets, obj.extras = children
-        (
-            obj.predict,
-            obj.observables,
-            obj._trace_hessian,
-            obj.pullback,
-            obj._init_params,
-            obj.name,
-            obj.loss_kind,
-            obj.eval_batch_size,
-        ) = aux
-        return obj
 
     def __repr__(self) -> str:
         names = ", ".join(k for k, _ in self.observables)
@@ -233,9 +217,9 @@ class Problem:
     # -- model and loss -------------------------------------------------------------------------
     def init_params(self, key: Any) -> Params:
         """The problem's standard initial parameters (raises if it has none)."""
-        if self._init_params is None:
+        if self.init_params_fn is None:
             raise ValueError(f"problem {self.name!r} has no init_params; pass params explicitly")
-        return self._init_params(key)
+        return self.init_params_fn(key)
 
     @property
     def num_examples(self) -> int:
@@ -251,15 +235,14 @@ class Problem:
         Works on traced arrays (inside ``jit``): the copy is rebuilt from the pytree, not checked again,
         so ``inputs``/``targets`` must match the training data per example.
         """
-        children, aux = self.tree_flatten()
-        return type(self).tree_unflatten(aux, (inputs, targets) + tuple(children[2:]))
+        return eqx.tree_at(lambda problem: (problem.inputs, problem.targets), self, (inputs, targets))
 
     def check_params(self, params: Params) -> None:
         """Raise ``ValueError`` unless ``params`` fit: the structure and shapes of the problem's
         ``init_params`` (when it has one) and ``predict(params, inputs)`` of the targets' shape."""
-        if self._init_params is not None:
+        if self.init_params_fn is not None:
             try:
-                want = jax.eval_shape(self._init_params, jax.random.key(0))
+                want = jax.eval_shape(self.init_params_fn, jax.random.key(0))
             except Exception:  # an init that needs more than a key: fall back to the output check
                 want = None
             if want is not None:
@@ -296,7 +279,7 @@ class Problem:
         return self.inputs.reshape(shape + self.inputs.shape[1:]), self.targets.reshape(shape + self.targets.shape[1:])
 
     def outputs(self, params: Params, inputs: Array | None = None) -> Array:
-        """:math:`f(\theta, X)` on the training inputs unless others are given, in chunks of
+        r""":math:`f(\theta, X)` on the training inputs unless others are given, in chunks of
         ``eval_batch_size`` examples when there are more (the same numbers, less memory)."""
         inputs = self.inputs if inputs is None else inputs
         chunk, n = self.eval_batch_size, inputs.shape[0]
@@ -361,18 +344,33 @@ class Problem:
                 "gauss_newton_trace is tr(J^T J)/n, the Hessian's trace on the valley of a squared loss; for "
                 f"loss={self.loss_kind!r} use flatter.curvature.hutchinson_trace"
             )
-        if self._trace_hessian is not None:
-            return self._trace_hessian(self, params)
+        if self.trace_hessian_fn is not None:
+            return self.trace_hessian_fn(self, params)
         jac = jax.jacrev(lambda p: self.predict(p, self.inputs))(params)
         sq = sum(jnp.sum(leaf**2) for leaf in jax.tree.leaves(jac))
         return sq / self.num_examples
 
+    def resolve_observables(
+        self, observables: Sequence[str] | Mapping[str, Observable] | str | None
+    ) -> tuple[tuple[str, Observable], ...]:
+        """``(name, fn)`` pairs for ``observables``: the problem's own by name, all of them for ``None``, or a
+        mapping of new ones ``fn(problem, params)`` as given (what :func:`flatter.simulate` and the limit
+        integrators record). Unknown names raise ``ValueError`` listing the problem's."""
+        table = dict(self.observables)
+        if observables is None:
+            return tuple(table.items())
+        if isinstance(observables, Mapping):
+            for name, fn in observables.items():
+                if not callable(fn):
+                    raise TypeError(f"observable {name!r} must be callable fn(problem, params)")
+            return tuple(observables.items())
+        if isinstance(observables, str):
+            observables = (observables,)
+        unknown = [n for n in observables if n not in table]
+        if unknown:
+            raise ValueError(f"unknown observable(s) {unknown}; problem {self.name!r} has {list(table)}")
+        return tuple((n, table[n]) for n in observables)
+
     def observe(self, params: Params, names: Sequence[str] | None = None) -> dict[str, Scalar]:
         """Evaluate the named observables (all of them by default) at ``params``."""
-        table = dict(self.observables)
-        if names is None:
-            names = tuple(table)
-        unknown = [n for n in names if n not in table]
-        if unknown:
-            raise ValueError(f"unknown observable(s) {unknown} for problem {self.name!r}; available: {list(table)}")
-        return {n: table[n](self, params) for n in names}
+        return {name: fn(self, params) for name, fn in self.resolve_observables(names)}

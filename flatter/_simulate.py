@@ -65,7 +65,11 @@ DENSE_JACOBIAN_LIMIT = 50_000_000
 
 def _check_dense_default(problem: Problem, params0: Params, observables) -> None:
     """``observables=None`` records every observable; refuse when that includes a dense Jacobian of a network."""
-    if observables is not None or "trace_hessian" not in problem.observable_names or problem._trace_hessian is not None:
+    if (
+        observables is not None
+        or "trace_hessian" not in problem.observable_names
+        or problem.trace_hessian_fn is not None
+    ):
         return
     entries = problem.targets.size * sum(np.size(x) for x in jax.tree.leaves(params0))
     if entries > DENSE_JACOBIAN_LIMIT:
@@ -78,25 +82,6 @@ def _check_dense_default(problem: Problem, params0: Params, observables) -> None
 
 def _tree_where(cond: Bool[Array, ""], new: PyTree, old: PyTree) -> PyTree:
     return jax.tree.map(lambda a, b: jnp.where(cond, a, b), new, old)
-
-
-def _resolve_observables(
-    problem: Problem, observables: Sequence[str] | Mapping[str, Observable] | None
-) -> tuple[tuple[str, Observable], ...]:
-    table = dict(problem.observables)
-    if observables is None:
-        return tuple(table.items())
-    if isinstance(observables, Mapping):
-        for name, fn in observables.items():
-            if not callable(fn):
-                raise TypeError(f"observable {name!r} must be callable fn(problem, params)")
-        return tuple(observables.items())
-    if isinstance(observables, str):
-        observables = (observables,)
-    unknown = [n for n in observables if n not in table]
-    if unknown:
-        raise ValueError(f"unknown observable(s) {unknown}; problem {problem.name!r} has {list(table)}")
-    return tuple((n, table[n]) for n in observables)
 
 
 def make_step(problem: Problem, optimizer: optax.GradientTransformation, batch_size: int | None) -> Callable:
@@ -347,7 +332,7 @@ def simulate(
         raise TypeError(f"optimizer must be an optax GradientTransformation, got {type(optimizer).__name__}")
     check_key("key", key)
     problem.check_params(params0)
-    names = _resolve_observables(problem, observables)
+    names = problem.resolve_observables(observables)
     _check_dense_default(problem, params0, observables)
     total = steps // record_every
     eager = all(is_concrete(x) for x in jax.tree.leaves((params0, key)))
@@ -398,7 +383,7 @@ def simulate_records(
     input of the compiled program, not a constant, so one compile serves every horizon of a sweep.
     No validation, chunking or progress (the caller validates once).
     """
-    names = _resolve_observables(problem, observables)
+    names = problem.resolve_observables(observables)
     carry, step_list, obs_list = _start(problem, optimizer, params0, key, None, names)
     carry, (ks, obs) = _chunk_function(optimizer, batch_size, record_every, n_records, names)(problem, carry)
     return _trajectory(carry, step_list + [ks], obs_list + [obs], names)

@@ -19,14 +19,14 @@ from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
 from ._criteria import first_passage, settling_time
 from ._problem import Params, Problem
-from ._simulate import _resolve_observables
 from ._validation import check_choice, check_momentum, check_positive, check_positive_int, check_range
-from .limit._critical import critical_flow, critical_kappa
+from .limit._critical import coupling_at_two_thirds, critical_flow, critical_kappa
 from .limit._dynamics import label_noise_flow as _label_noise_flow
 from .limit._integrate import integrate
 from .limit._modes import spectral_radius as spectral_radius
 from .limit._reduced_sde import paths_function, reduced_hyperparameters
 from .valley._flat import flatten
+from .valley._spectrum import normal_curvatures_flat
 from .valley._tangent import flat_tangent_projector
 
 
@@ -58,12 +58,11 @@ def measure_geometry(problem: Problem, params: Params, *, rtol: float = 1e-8) ->
 
 @jax.jit
 def _all_curvatures(problem: Problem, params: Params):
-    """Every eigenvalue of :math:`JJ^\top/n` (descending) and its gradient projected on the tangent space."""
+    r"""Every eigenvalue of :math:`JJ^\top/n` (descending) and its gradient projected on the tangent space."""
     theta, fp = flatten(problem, params)
 
     def eigs(t):
-        jac = jax.jacfwd(fp.residual)(t)
-        return jnp.linalg.eigvalsh(jac @ jac.T / fp.num_examples)[::-1]
+        return normal_curvatures_flat(fp, t)
 
     proj = flat_tangent_projector(fp, theta)
     return eigs(theta), jax.vmap(proj)(jax.jacrev(eigs)(theta))
@@ -280,11 +279,11 @@ def predict_grid(
         horizon = np.maximum(np.where(speed > 0, 4.0 * a / speed, 12.0), 12.0)
     # The along-valley oscillation: omega^2 ~ kappa |grad tr|^2 / tr (the toy: 2 kappa). Steps of ds <= 0.3 / omega
     # keep it resolved: a point that needs more than `resolution` steps per horizon gets 2^j times as many.
-    kappa = eta**2 * sigma**2 / (4 * batch_size * a**3)
+    kappa = critical_kappa(eta=eta, beta=beta, sigma=sigma, batch_size=batch_size)
     trace, trace_gradient = h.sum(), np.linalg.norm(grads.sum(0))
     omega = np.sqrt(kappa * trace_gradient**2 / trace) if trace > 0 else np.zeros_like(kappa)
     rate = omega**2 / (1 + omega)  # the fastest along-valley rate: omega^2 overdamped (friction 1), omega underdamped
-    names = _resolve_observables(problem, [observable])
+    names = problem.resolve_observables([observable])
     shape = (eta.size, seeds)
     first, first_cens = np.full(shape, np.inf), np.ones(shape, bool)
     settle, settle_cens = np.full(shape, np.inf), np.ones(shape, bool)
@@ -365,17 +364,17 @@ def predict_steps(
     From ``params0`` on Γ, with the transverse energy 0 (just after phase 1):
 
     - ``method="sde"`` (default, every regime): :func:`predict_grid` at one point, ``seeds`` paths of
-      the reduced dynamics (:func:`flatter.limit.reduced_sde`) in :math:`s = (1-eta)k` with one
+      the reduced dynamics (:func:`flatter.limit.reduced_sde`) in :math:`s = (1-\beta)k` with one
       fluctuating temperature per normal mode; :math:`T` is the median over paths of
-      :math:`s^*/(1-eta)`. Its cost does not grow with :math:`1/\eta`.
+      :math:`s^*/(1-\beta)`. Its cost does not grow with :math:`1/\eta`.
     - ``method="ode"``: the same with the temperatures at their mean (one path): the critical
       reduced ODE of THEORY §6.6 with per-mode relaxation rates; it misses the fluctuations (−29% on
       the toy at :math:`\kappa = 1/4`).
     - ``method="flow"``: the label-noise flow in :math:`t = \eta_\mathrm{eff}^2k`
-      (:math:`T = t^*/\eta_\mathrm{eff}^2`), the adiabatic limit :math:`\kappa	o0`, ``resolution``
+      (:math:`T = t^*/\eta_\mathrm{eff}^2`), the adiabatic limit :math:`\kappa\to0`, ``resolution``
       steps per horizon, the horizon doubled until the criterion is met.
 
-    At an unstable point (:math:`\eta h_\max > 2(1+eta)`) it says so (``stable=False``, infinite
+    At an unstable point (:math:`\eta h_\max > 2(1+\beta)`) it says so (``stable=False``, infinite
     steps) instead of predicting a finite time.
     """
     check_positive("eta", eta)
@@ -450,7 +449,7 @@ def alpha(gamma, criterion: str = "settle"):
     return jnp.where(gamma <= 2.0 / 3.0, 2.0 - 2.0 * gamma, above)
 
 
-def optimal_C(
+def predict_optimal_C(
     problem: Problem,
     params0: Params,
     *,
@@ -470,7 +469,7 @@ def optimal_C(
     prediction :math:`C^*\propto(\sigma^2/B)^{1/3}` follows from the scaling of :math:`\kappa`.
     """
     Cs = np.geomspace(0.2, 5.0, 25) if Cs is None else np.asarray(Cs, float)
-    kappas = jnp.asarray(sigma**2 / (4.0 * batch_size * Cs**3))
+    kappas = jnp.asarray(coupling_at_two_thirds(sigma, Cs, batch_size))
 
     def settle(kappa):  # one compiled reduced-ODE solve, vmapped over the C grid
         sol = critical_flow(problem, params0, kappa=kappa, s1=s1, ds=ds, save_every=5, observables=[observable])

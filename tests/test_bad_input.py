@@ -157,8 +157,19 @@ CASES = [
 ]
 
 
-def test_the_table_is_large():
-    assert len(CASES) >= 60
+@pytest.mark.parametrize("beta", [1.0, 1.5, -0.1])
+def test_every_momentum_transform_refuses_beta_outside_zero_one_by_name(beta):
+    """beta is each transform's ``momentum`` argument: the error names it and its range, positionally or not."""
+    import flatter
+
+    for make in (
+        lambda: flatter.heavy_ball(0.1, beta),
+        lambda: flatter.heavy_ball(0.1, momentum=beta, nesterov=True),
+        lambda: flatter.sngm(0.1, beta),
+        lambda: flatter.sngm(learning_rate=0.1, momentum=beta),
+    ):
+        with pytest.raises(ValueError, match=rf"momentum must be in \[0, 1\), got {beta:g}"):
+            make()
 
 
 @pytest.mark.parametrize("make,error,pattern", [c[1:] for c in CASES], ids=[c[0] for c in CASES])

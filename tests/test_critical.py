@@ -15,7 +15,7 @@ ABS_Y = {"abs_y": lambda problem, theta: jnp.abs(theta[1])}
 def toy():
     base = flatter.problems.toy_valley()
     return flatter.Problem(
-        base.predict, base.inputs, base.targets, observables=ABS_Y, trace_hessian=base._trace_hessian
+        base.predict, base.inputs, base.targets, observables=ABS_Y, trace_hessian=base.trace_hessian_fn
     )
 
 
@@ -75,7 +75,7 @@ def test_optimal_C_scales_as_eps_to_two_thirds():
     eps = np.array([0.5, 1.0, 2.0])
     best = []
     for e in eps:
-        c_star, _, _ = timescales.optimal_C(
+        c_star, _, _ = timescales.predict_optimal_C(
             toy(),
             jnp.array([0.0, 1.0]),
             sigma=float(e),

@@ -14,16 +14,16 @@ THEORY_TOY_ROW = {0.0: 2.04, 0.25: 1.55, 0.5: 1.02, 0.6: 0.79, 2 / 3: 0.68, 0.75
 
 
 def alpha(summary, gamma, criterion="settle", variant="sgdm"):
-    return summary["alpha"][f"{variant}|{gamma:.4f}|{criterion}"]
+    return summary.row(variant, gamma, criterion)
 
 
 def test_toy_valley_reproduces_theory_row(tmp_path):
     summary = run_scaling("toy-valley", "quick", tmp_path, progress=False)
     for gamma, want in THEORY_TOY_ROW.items():
-        assert alpha(summary, gamma)["alpha"] == pytest.approx(want, abs=0.1), gamma
+        assert alpha(summary, gamma).alpha == pytest.approx(want, abs=0.1), gamma
     # First passage saturates near 2/3 above gamma = 2/3, settling does not.
-    assert alpha(summary, 0.85, "first")["alpha"] < alpha(summary, 0.85)["alpha"]
-    assert summary["gamma_star"]["per_eta"] == pytest.approx([2 / 3] * 4, abs=0.05)
+    assert alpha(summary, 0.85, "first").alpha < alpha(summary, 0.85).alpha
+    assert summary.gamma_star.fit.per_eta.tolist() == pytest.approx([2 / 3] * 4, abs=0.05)
     assert (tmp_path / "toy-valley" / "quick" / "scaling.png").stat().st_size > 20_000
 
 
@@ -31,15 +31,15 @@ def test_matrix_sensing_quick_preset(tmp_path):
     summary = run_scaling("matrix-sensing", "quick", tmp_path, progress=False)
     a_half, a_two_thirds = alpha(summary, 0.5), alpha(summary, 2 / 3)
     print(
-        f"\nalpha(1/2) = {a_half['alpha']:.3f} +- {a_half['se']:.3f}, alpha(2/3) = {a_two_thirds['alpha']:.3f} +- "
-        f"{a_two_thirds['se']:.3f}, gamma* = {summary['gamma_star']['gamma']:.3f} {summary['gamma_star']['ci']}"
+        f"\nalpha(1/2) = {a_half.alpha:.3f} +- {a_half.se:.3f}, alpha(2/3) = {a_two_thirds.alpha:.3f} +- "
+        f"{a_two_thirds.se:.3f}, gamma* = {summary.gamma_star.gamma:.3f} {summary.gamma_star.fit.ci}"
     )
-    assert a_half["alpha"] == pytest.approx(1.0, abs=0.1)
-    assert a_two_thirds["alpha"] == pytest.approx(2 / 3, abs=0.1)
-    gs = summary["gamma_star"]
-    assert 0.6 <= gs["ci"][0] <= gs["gamma"] <= gs["ci"][1] <= 0.75
+    assert a_half.alpha == pytest.approx(1.0, abs=0.1)
+    assert a_two_thirds.alpha == pytest.approx(2 / 3, abs=0.1)
+    gs = summary.gamma_star
+    assert 0.6 <= gs.fit.ci[0] <= gs.gamma <= gs.fit.ci[1] <= 0.75
     # SGD at the same eta never gets there within the SGDM horizons: censored, never dropped.
-    assert summary["censored"]["sgd-same-eta"] > 0
+    assert summary.censored["sgd-same-eta"] > 0
 
 
 def test_cli_help():

@@ -151,6 +151,8 @@ def test_progress_bar_runs(sensing, capsys):
         progress=True,
     )
     assert traj.steps[-1] == 40
+    shown = capsys.readouterr().err  # tqdm writes to stderr
+    assert f"simulate {problem.name}" in shown and "40/40" in shown
 
 
 def test_a_diverged_run_is_censored_by_the_criteria_even_if_it_swung_through_the_band():

@@ -71,8 +71,9 @@ def test_baselines_are_deduplicated_and_censored_honestly(tmp_path):
     # beta = 0 for every gamma: identical runs, computed once.
     np.testing.assert_array_equal(same["T_settle"][0], same["T_settle"][1])
     # SGD at eta = 0.004 needs ~2 ln 10 / eta^2 = 288k steps > 1024: censored, at the horizon.
-    assert np.all(same["censored_settle"][:, :, 1])
-    assert np.all(same["T_settle"][:, :, 1] == same["horizon"][:, :, 1])
+    assert res.dims(variant="sgd-same-eta") == ("gamma", "eta", "seed")
+    assert np.all(same["censored_settle"][:, 1])
+    assert np.all(same["T_settle"][:, 1] == same["horizon"][:, 1])
 
 
 def test_horizons_follow_the_prediction():
@@ -155,8 +156,6 @@ def user_valley(name="my-valley", slope=1.0):
 def test_a_users_own_problem_sweeps_resumes_fits_and_plots(tmp_path):
     import jax.numpy as jnp
 
-    from flatter.drivers.scaling import plot, summarize
-
     problem = user_valley()
     spec = SweepSpec.for_problem(
         problem,
@@ -181,9 +180,10 @@ def test_a_users_own_problem_sweeps_resumes_fits_and_plots(tmp_path):
     np.testing.assert_array_equal(res.data["T_settle"], builtin.data["T_settle"])
     loaded = load(tmp_path)
     assert loaded.spec == spec and loaded.spec.problem_digest == flatter.sweep.problem_digest(problem)
-    summary = summarize([loaded])
-    assert summary["alpha"]["sgdm|0.5000|settle"]["alpha"] == pytest.approx(1.0, abs=0.15)
-    plot([loaded], summary, tmp_path / "fig.png", "my-valley")
+    summary = flatter.sweep.summarize(loaded)
+    assert summary.row("sgdm", 0.5).alpha == pytest.approx(1.0, abs=0.15)
+    assert loaded.power_law("sgdm", gamma=0.5).alpha == summary.row("sgdm", 0.5).alpha
+    flatter.figures.save_figure(flatter.figures.scaling_figure(loaded, summary), tmp_path / "fig.png")
     assert (tmp_path / "fig.png").stat().st_size > 10_000
     with pytest.raises(ValueError, match="problem does not match the spec"):
         run_sweep(spec, tmp_path / "other", problem=user_valley(slope=2.0, name="my-valley-2"), params0=start)
@@ -191,3 +191,61 @@ def test_a_users_own_problem_sweeps_resumes_fits_and_plots(tmp_path):
         run_sweep(spec, tmp_path / "other2")
     with pytest.raises(ValueError, match="observable must be one of"):
         SweepSpec.for_problem(problem, observable="recovery_error", phase1=False)
+
+
+NOTEBOOK = """
+import jax.numpy as jnp, flatter
+predict = lambda theta, x: jnp.sqrt(1.0 + theta[1] ** 2) * theta[0] * x[:, 0]
+problem = flatter.Problem(predict, jnp.ones((1, 1)), jnp.zeros(1), name="my-valley",
+                          observables={"abs_y": lambda problem, theta: jnp.abs(theta[1])})
+spec = flatter.sweep.SweepSpec.for_problem(problem, gammas=(0.5, 2 / 3, 0.85), etas=(0.01, 0.004, 0.0016),
+                                           seeds=4, observable="abs_y", threshold=0.1, phase1=False)
+results = flatter.sweep.run_sweep(spec, OUT, problem=problem, params0=jnp.array([0.0, 1.0]), progress=False)
+summary = flatter.sweep.summarize(results)
+print(summary.table())
+flatter.figures.scaling_figure(results, summary).savefig(OUT / "scaling.png")
+"""
+
+
+def test_a_notebook_prints_the_clis_table_and_draws_its_figure_in_ten_lines(tmp_path, capsys):
+    """The README's promise for a user's own model: public names only, at most 10 lines."""
+    code = NOTEBOOK.strip()
+    assert len(code.splitlines()) <= 10 and "drivers" not in code and "._" not in code
+    exec(compile(code, "notebook", "exec"), {"OUT": tmp_path})
+    table = capsys.readouterr().out
+    assert "alpha in T ~ eta^-alpha, my-valley" in table and "gamma* = argmin_gamma T_settle" in table
+    rows = [line.split() for line in table.splitlines() if line.startswith("sgdm ")]
+    assert [float(r[1]) for r in rows] == [0.5, 0.667, 0.85]
+    assert float(rows[0][3]) == pytest.approx(1.0, abs=0.15)  # alpha(1/2) = 2 - 2 gamma, THEORY §7
+    # the table is the summary's, the summary is the fits': the CLI prints the same function of the same numbers
+    results = flatter.sweep.load(tmp_path)
+    assert float(rows[1][3]) == pytest.approx(results.power_law("sgdm", gamma=2 / 3).alpha, abs=0.005)
+    gs = results.optimal_gamma("sgdm")
+    assert f"{gs.gamma:.3f}" in table
+    assert (tmp_path / "scaling.png").stat().st_size > 20_000
+
+
+def test_sel_drops_the_axes_it_fixes_and_the_singletons(tmp_path):
+    res = run_sweep(toy_spec(max_steps=2**10, min_steps=256), tmp_path, progress=False)
+    d = res.sel(variant="sgdm", gamma=2 / 3)
+    assert d["T_settle"].shape == (2, 4) and res.dims(variant="sgdm", gamma=2 / 3) == ("eta", "seed")
+    full = res.sel(squeeze=False, variant="sgdm", gamma=2 / 3)
+    assert full["T_settle"].shape == (1, 2, 1, 1, 4)
+    np.testing.assert_array_equal(full["T_settle"][0, :, 0, 0], d["T_settle"])
+    t, c = res.times("sgdm", None)
+    assert t.shape == (2, 2, 4) and c.dtype == bool
+    with pytest.raises(ValueError, match="unknown axes"):
+        res.sel(colour="red")
+    with pytest.raises(ValueError, match="variant='adam' is not on the sweep's grid"):
+        res.sel(variant="adam")
+    with pytest.raises(ValueError, match="criterion must be"):
+        res.times("sgdm", 0.5, "fastest")
+
+
+def test_to_xarray_labels_every_axis(tmp_path):
+    res = run_sweep(toy_spec(max_steps=2**10, min_steps=256), tmp_path, progress=False)
+    ds = res.to_xarray()
+    assert tuple(ds["T_settle"].dims) == tuple(res.axes)
+    picked = ds["T_settle"].sel(variant="sgdm", gamma=2 / 3, eta=0.004).values.reshape(-1)
+    np.testing.assert_array_equal(picked, res.sel(variant="sgdm", gamma=2 / 3, eta=0.004)["T_settle"])
+    assert list(ds["batch_size"].values) == ["full"] and ds.attrs["digest"] == res.spec.digest

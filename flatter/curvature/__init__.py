@@ -1,7 +1,7 @@
 """Curvature at scale, matrix-free: Hutchinson traces, Lanczos sharpness and SLQ spectral densities."""
 
 from ._density import SpectralDensity as SpectralDensity, spectral_density as spectral_density
-from ._lanczos import sharpness as sharpness
+from ._lanczos import lanczos_ritz_values as lanczos_ritz_values, sharpness as sharpness
 from ._matvec import curvature_matvec as curvature_matvec
 from ._trace import (
     TraceEstimate as TraceEstimate,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
@@ -10,6 +12,20 @@ from matfree import decomp
 from .._problem import Params, Problem
 from .._validation import check_key, check_positive_int
 from ._matvec import curvature_matvec
+
+
+def lanczos_ritz_values(
+    matvec: Callable[[Float[Array, " p"]], Float[Array, " p"]], start: Float[Array, " p"], num_matvecs: int
+) -> Float[Array, " k"]:
+    r"""The Ritz values (ascending) of ``num_matvecs`` Lanczos steps on the symmetric operator ``matvec``.
+
+    ``matfree.decomp.tridiag_sym`` with full reorthogonalisation from ``start`` (normalised here): the
+    eigenvalues of the :math:`k\times k` tridiagonal matrix, whose extreme ones converge first to the operator's.
+    flatter's one Lanczos (:func:`sharpness`, :func:`flatter.valley.hessian_spectrum`).
+    """
+    start = start / jnp.linalg.norm(start)
+    tri = decomp.tridiag_sym(num_matvecs)(lambda v: matvec(v), start).J_small
+    return jnp.linalg.eigvalsh(jnp.asarray(tri))
 
 
 def sharpness(
@@ -40,7 +56,4 @@ def sharpness(
     matvec, theta = curvature_matvec(problem, params, kind=kind, batch_size=batch_size)
     matvecs = min(matvecs, theta.size)
     start = jax.random.normal(key, theta.shape, theta.dtype)
-    start = start / jnp.linalg.norm(start)
-    result = decomp.tridiag_sym(matvecs)(lambda v: matvec(v), start)
-    tri = result.J_small  # the (num_matvecs x num_matvecs) tridiagonal matrix
-    return jnp.max(jnp.linalg.eigvalsh(jnp.asarray(tri)))
+    return jnp.max(lanczos_ritz_values(matvec, start, matvecs))

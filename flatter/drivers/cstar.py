@@ -11,7 +11,7 @@ import numpy as np
 from .._io import environment, save_json
 from ..problems import make_problem
 from ..sweep import SweepSpec, optimal_C, run_sweep
-from ..timescales import optimal_C as predicted_optimal_C
+from ..timescales import predict_optimal_C
 
 
 def run_cstar(problem: str = "toy-valley", preset: str = "quick", out: str | Path = "flatter-out/cstar") -> dict:
@@ -48,7 +48,7 @@ def run_cstar(problem: str = "toy-valley", preset: str = "quick", out: str | Pat
             optimal_C(Cs, np.take_along_axis(times, pick, 1), np.take_along_axis(cens, pick, 1))
             for pick in (rng.integers(0, times.shape[1], times.shape) for _ in range(200))
         ]
-        c_ode, _, _ = predicted_optimal_C(
+        c_ode, _, _ = predict_optimal_C(
             toy,
             jnp.array([0.0, 1.0]),
             sigma=sigma,
@@ -105,7 +105,7 @@ def _plot(path, Cs, rows, eta, fit):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .scaling import draw_lower_bounds, grid_ticks
+    from ..figures import draw_lower_bounds, grid_ticks
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), constrained_layout=True)
     Cs = np.asarray(Cs)

@@ -27,11 +27,11 @@ from .._precision import full_precision
 from .._problem import Problem
 from .._simulate import simulate
 from ..curvature import hutchinson_observable
-from ..sweep import SweepSpec, optimal_gamma, power_law, run_sweep
+from ..figures import draw_lower_bounds, grid_ticks
+from ..sweep import UNDETERMINED_SE, SweepSpec, is_determined, optimal_gamma, power_law, run_sweep
 from ..timescales import alpha as alpha_theory
 from ..transforms import heavy_ball, label_flip, label_noise
 from ._presets import load_dataset, pick_preset
-from .scaling import UNDETERMINED_SE, determined, draw_lower_bounds, grid_ticks
 
 ACCURACY_TOLERANCE = 0.005
 """The accuracy criterion's band: within 0.5 pt of the final plateau (THEORY §1.7)."""
@@ -437,7 +437,7 @@ def print_summary(summary: dict) -> None:
 
         def fmt(r):
             text = f"{r['alpha']:.2f} +- {r['se']:.2f} [{r['ci'][0]:.2f}, {r['ci'][1]:.2f}]"
-            return text + ("*" if np.isfinite(r["alpha"]) and not determined(r) else "")
+            return text + ("*" if np.isfinite(r["alpha"]) and not is_determined(r["alpha"], r["se"]) else "")
 
         print(f"{row['gamma']:6.3f} {row['predicted']:9.2f}  {fmt(row):>28}  {fmt(acc):>28}")
     gs = summary["gamma_star"]
@@ -500,7 +500,7 @@ def plot(results, summary: dict, path: Path) -> None:
         if (~known).any():
             draw_lower_bounds(axes[2], etas[~known], np.max(t, axis=-1)[~known], colors[g])
         fit = summary["alpha"][f"{g:.4f}|trace_settle"]
-        if determined(fit):
+        if is_determined(fit["alpha"], fit["se"]):
             grid = np.geomspace(etas.min(), etas.max(), 20)
             axes[2].plot(grid, fit["prefactor"] * grid ** -fit["alpha"], color=colors[g], lw=1)
     axes[2].set(
@@ -517,7 +517,7 @@ def plot(results, summary: dict, path: Path) -> None:
     for criterion, marker, color in (("trace_settle", "o", "C0"), ("accuracy_plateau", "s", "C3")):
         rows = [r for r in summary["alpha"].values() if r["criterion"] == criterion and np.isfinite(r["alpha"])]
         for r in rows:
-            ok = determined(r)
+            ok = is_determined(r["alpha"], r["se"])
             lo, hi = r["ci"]
             lo, hi = (lo, hi) if np.isfinite(lo) else (r["alpha"] - r["se"], r["alpha"] + r["se"])
             axes[3].errorbar(

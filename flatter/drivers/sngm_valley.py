@@ -20,9 +20,9 @@ from .._criteria import settling_time
 from .._io import environment, save_json
 from .._precision import full_precision
 from ..limit import integrate, label_noise_flow, sngm_flow
-from ..sweep import SweepResults, optimal_gamma, power_law, prepare, run_sweep
-from ..sweep._run import _label_noise_batch, resolved_threshold
+from ..sweep import SweepResults, optimal_gamma, power_law, prepare, resolved_threshold, run_sweep
 from ..timescales import alpha as alpha_theory
+from ..transforms import label_noise_batch
 from .scaling import presets as scaling_presets
 
 VARIANTS = ("sgdm", "sngm")
@@ -69,8 +69,7 @@ def flow_times(spec, reference: dict, problem=None) -> dict:
     """
     problem, params0 = prepare(spec, problem)
     threshold = resolved_threshold(problem, params0, spec)
-    batch = np.array([-1 if spec.batch_sizes[0] is None else spec.batch_sizes[0]])
-    b = int(_label_noise_batch(spec, batch, problem.num_examples)[0])
+    b = int(label_noise_batch(spec.label_noise_mode, spec.batch_sizes[0], problem.num_examples))
     sigma = spec.sigmas[0]
     trace0 = float(problem.gauss_newton_trace(params0))
     guesses = {"sgdm": reference["flow_time"] * 4 * b / sigma**2, "sngm": reference["flow_time"] * 4 * trace0}

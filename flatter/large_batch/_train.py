@@ -8,13 +8,12 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec
 from jaxtyping import Array, Float
 
+from .._devices import padded_run_count, place_runs, runs_sharding
 from .._problem import Params, Problem
 from .._simulate import loops_are_slow
 from .._validation import check_positive_int, check_range
-from ..sweep._run import _mesh, _put
 from ..transforms import large_batch_schedule
 from ._optimizers import large_batch_optimizer
 
@@ -149,12 +148,10 @@ def train_runs(
         loss, val_acc, test_acc = (np.stack(a).astype(np.float64) for a in zip(*out, strict=True))
     else:
         # The sweeps' "runs" mesh over all devices: every run is independent, nothing is communicated.
-        sharding = NamedSharding(_mesh(), PartitionSpec("runs")) if jax.device_count() > 1 else None
-        size = runs if sharding is None else -(-runs // jax.device_count()) * jax.device_count()
+        sharding = runs_sharding()
+        size = padded_run_count(runs, 1 if sharding is None else jax.device_count())
         pad = np.concatenate([np.arange(runs), np.full(size - runs, runs - 1)])  # repeat the last run, drop it
-        args = [np.asarray(learning_rates[pad], dtype=dtype), key_data[pad]]
-        if sharding is not None:
-            args = [_put(a, sharding) for a in args]
+        args = [place_runs(a, sharding) for a in (np.asarray(learning_rates[pad], dtype=dtype), key_data[pad])]
         fn = jax.jit(jax.vmap(one_run, in_axes=(None, None, None, None, 0, 0)))
         result = fn(problem, val_x, val_y, None if init_fn is not None else init, *args)
         loss, val_acc, test_acc = (np.asarray(a, dtype=np.float64)[:runs] for a in jax.device_get(result))

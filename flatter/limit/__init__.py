@@ -1,11 +1,14 @@
 """The limit dynamics of SGDM with label noise along the valley, and integrators that stay on it."""
 
-from ._critical import critical_flow as critical_flow, critical_kappa as critical_kappa
+from ._critical import (
+    coupling_at_two_thirds as coupling_at_two_thirds,
+    critical_flow as critical_flow,
+    critical_kappa as critical_kappa,
+)
 from ._dynamics import (
     LimitDynamics as LimitDynamics,
     label_noise_flow as label_noise_flow,
     limit_sde as limit_sde,
-    riemannian_trace_gradient as riemannian_trace_gradient,
     second_derivative_of_gradient as second_derivative_of_gradient,
 )
 from ._integrate import (

@@ -8,22 +8,41 @@ import jax
 import jax.numpy as jnp
 
 from .._problem import Observable, Params, Problem
-from .._simulate import _resolve_observables
 from .._validation import check_positive, check_positive_int, check_range
 from ..valley._flat import flatten
 from ..valley._projection import gauss_newton_steps
-from ..valley._tangent import flat_tangent_projector
-from ._dynamics import riemannian_trace_gradient
+from ..valley._tangent import flat_tangent_projector, riemannian_gradient_trace_flat
 from ._integrate import LimitSolution, _observe
 
 
-def critical_kappa(*, eta, beta, sigma, batch_size: int = 1):
+def critical_kappa(*, eta, beta, sigma, batch_size=1):
     r"""The coupling :math:`\kappa = \eta^2\sigma^2/(4B(1-\beta)^3)` of :func:`critical_flow`.
 
-    At :math:`1-\beta = C\eta^{2/3}` it is :math:`\sigma^2/(4BC^3)`, independent of :math:`\eta`:
-    that cancellation is why :math:`T\propto\eta^{-2/3}` at :math:`\gamma = 2/3`.
+    The one definition of :math:`\kappa` in flatter (the convention of the reduced ODE of
+    ``docs/theory.md`` §6.6 with :math:`\varepsilon^2 = \sigma^2/2`). At :math:`1-\beta = C\eta^{2/3}` it is
+    :math:`\sigma^2/(4BC^3)`, independent of :math:`\eta` (:func:`coupling_at_two_thirds`): that cancellation is
+    why :math:`T\propto\eta^{-2/3}` at :math:`\gamma = 2/3`. ``batch_size`` is the :math:`B` of the noise
+    covariance (:func:`flatter.transforms.label_noise_batch`). Plain arithmetic: floats, NumPy or traced arrays.
+
+    Examples:
+      >>> import flatter
+      >>> print(round(float(flatter.limit.critical_kappa(eta=1e-3, beta=1 - 0.5 * 1e-2, sigma=1.0)), 6))
+      2.0
     """
-    return jnp.asarray(eta) ** 2 * sigma**2 / (4.0 * batch_size * (1.0 - jnp.asarray(beta)) ** 3)
+    return eta**2 * sigma**2 / (4.0 * batch_size * (1.0 - beta) ** 3)
+
+
+def coupling_at_two_thirds(sigma, C, batch_size=1):
+    r"""The coupling :math:`\kappa = \sigma^2/(4BC^3)` of the rule :math:`1-\beta = C\eta^{2/3}`, at any :math:`\eta`.
+
+    :func:`critical_kappa` at :math:`\eta = 1`, :math:`1-\beta = C` (where the rule's :math:`\eta` cancels).
+
+    Examples:
+      >>> import flatter
+      >>> print(float(flatter.limit.coupling_at_two_thirds(sigma=1.0, C=0.5)))
+      2.0
+    """
+    return critical_kappa(eta=1.0, beta=1.0 - C, sigma=sigma, batch_size=batch_size)
 
 
 def critical_flow(
@@ -67,7 +86,7 @@ def critical_flow(
     n_steps = int(round(s1 / ds))
     if n_steps % save_every:
         raise ValueError(f"s1/ds = {n_steps} steps must be a multiple of save_every={save_every}")
-    names = _resolve_observables(problem, observables)
+    names = problem.resolve_observables(observables)
     theta0, fp = flatten(problem, params0)
     decay = jnp.exp(-ds)
 
@@ -75,7 +94,7 @@ def critical_flow(
         theta, vel = carry
         s_mid = (j + 0.5) * ds
         u = 1.0 - (1.0 - start_temperature) * jnp.exp(-s_mid)
-        force = kappa * u * riemannian_trace_gradient(problem, fp, theta, matrix_free)
+        force = kappa * u * riemannian_gradient_trace_flat(problem, fp, theta, matrix_free)
         vel = decay * vel - (1.0 - decay) * force
         vel = flat_tangent_projector(fp, theta, matrix_free)(vel)
         theta = gauss_newton_steps(fp, theta + ds * vel, projection_iterations)

@@ -32,11 +32,13 @@ class LimitDynamics(NamedTuple):
     name: str
 
 
-riemannian_trace_gradient = riemannian_gradient_trace_flat
-
-
 def label_noise_flow(
-    problem: Problem, *, sigma: float, batch_size: int = 1, matrix_free: bool | None = None
+    problem: Problem,
+    *,
+    sigma: float,
+    batch_size: int = 1,
+    matrix_free: bool | None = None,
+    projector: str | None = None,
 ) -> LimitDynamics:
     r"""The label-noise limit flow on Γ (Li-Wang-Arora; with momentum, THEORY.md R1):
 
@@ -47,15 +49,25 @@ def label_noise_flow(
 
     valid for :math:`\sigma\to 0` then :math:`\eta \to 0` with :math:`1-\beta = C\eta^\gamma`,
     :math:`\gamma < 2/3` (adiabatic). :math:`B` is the number of noisy labels per step (the batch
-    size; :math:`n` for label-noise mode ``"all"``, 1 for ``"one"``). Deterministic: label noise has
-    no tangent diffusion on Γ.
+    size; :math:`n` for label-noise mode ``"all"``, 1 for ``"one"``:
+    :func:`flatter.transforms.label_noise_batch`). Deterministic: label noise has no tangent diffusion on Γ.
+    The tangent projection is :func:`flatter.valley.flat_tangent_projector`'s (``projector`` one of
+    :data:`flatter.valley.PROJECTOR_SOLVERS`, or chosen by ``matrix_free`` and the size).
+
+    Examples:
+      >>> import jax.numpy as jnp, flatter
+      >>> problem = flatter.problems.toy_valley()
+      >>> theta, fp = flatter.valley.flatten(problem, jnp.array([0.0, 0.5]))
+      >>> flow = flatter.limit.label_noise_flow(problem, sigma=2.0)  # sigma^2/(4B) = 1
+      >>> print(flow.drift(fp, theta))  # -grad_Gamma tr = -(0, 2y)
+      [-0. -1.]
     """
     check_range("sigma", sigma, lower=0.0)
     batch_size = check_positive_int("batch_size", batch_size)
     scale = sigma**2 / (4.0 * batch_size)
 
     def drift(fp, theta):
-        return -scale * riemannian_trace_gradient(problem, fp, theta, matrix_free)
+        return -scale * riemannian_gradient_trace_flat(problem, fp, theta, matrix_free, solver=projector)
 
     return LimitDynamics(drift, None, 0, f"label-noise flow (sigma={sigma:g}, B={batch_size})")
 

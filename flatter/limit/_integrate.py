@@ -13,7 +13,6 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._problem import Observable, Params, Problem
-from .._simulate import _resolve_observables
 from .._validation import check_choice, check_positive, check_positive_int
 from ..valley._flat import FlatProblem, flatten
 from ..valley._projection import gauss_newton_steps
@@ -123,7 +122,7 @@ def integrate(
         raise ValueError(f"t1 must be a positive multiple of dt, got t1={t1}, dt={dt}")
     if n_steps % save_every:
         raise ValueError(f"the number of steps t1/dt = {n_steps} must be a multiple of save_every={save_every}")
-    names = _resolve_observables(problem, observables)
+    names = problem.resolve_observables(observables)
     problem.check_params(params0)
     theta0, fp = flatten(problem, params0)
     stochastic = dynamics.diffusion is not None

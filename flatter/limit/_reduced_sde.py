@@ -11,7 +11,6 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._problem import Observable, Params, Problem
-from .._simulate import _resolve_observables
 from .._validation import check_key, check_momentum, check_positive, check_positive_int, check_range
 from ..valley._flat import flatten
 from ._critical import critical_kappa
@@ -110,7 +109,7 @@ def reduced_sde(
     n_steps = int(round(s1 / ds))
     if n_steps % save_every:
         raise ValueError(f"s1/ds = {n_steps} steps must be a multiple of save_every={save_every}")
-    names = _resolve_observables(problem, observables)
+    names = problem.resolve_observables(observables)
     run = _jitted_paths(names, n_steps // save_every, save_every, seeds, bool(fluctuations), projection_iterations)
     hyper = reduced_hyperparameters(eta, beta, sigma, batch_size, ds, start_temperature, rtol)
     obs = run(problem, params0, key, hyper)

@@ -11,5 +11,20 @@ from ._fit import (
 from ._grid import VARIANTS as VARIANTS, SweepSpec as SweepSpec, problem_digest as problem_digest
 from ._predict import PredictedScaling as PredictedScaling, predict_spec as predict_spec
 from ._results import SweepResults as SweepResults, load as load
-from ._run import horizons as horizons, prepare as prepare, run_sweep as run_sweep
-from ._store import SweepIncomplete as SweepIncomplete, SweepStoreError as SweepStoreError
+from ._run import (
+    horizons as horizons,
+    prepare as prepare,
+    resolved_threshold as resolved_threshold,
+    run_sweep as run_sweep,
+)
+from ._store import FIELDS as FIELDS, SweepIncomplete as SweepIncomplete, SweepStoreError as SweepStoreError
+from ._summary import (
+    UNDETERMINED_SE as UNDETERMINED_SE,
+    ExponentRow as ExponentRow,
+    GammaStar as GammaStar,
+    ScalingSummary as ScalingSummary,
+    is_determined as is_determined,
+    predicted_alpha as predicted_alpha,
+    regime_text as regime_text,
+    summarize as summarize,
+)

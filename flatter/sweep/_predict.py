@@ -6,10 +6,12 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..limit import coupling_at_two_thirds
 from ..timescales import predict_grid
+from ..transforms import label_noise_batch
 from ._fit import optimal_gamma
 from ._grid import SweepSpec
-from ._run import _label_noise_batch, prepare, resolved_threshold
+from ._run import prepare, resolved_threshold
 
 
 class PredictedScaling(NamedTuple):
@@ -79,9 +81,7 @@ def predict_spec(
     gammas = np.array(spec.gammas, float)
     g, e = np.meshgrid(gammas, etas, indexing="ij")
     C, sigma = spec.Cs[0], spec.sigmas[0]
-    # B in the label-noise covariance sigma^2 J^T J / (B n): the sweep's own rule (1 for mode "one")
-    full = spec.batch_sizes[0] is None
-    batch = int(_label_noise_batch(spec, np.asarray(-1 if full else spec.batch_sizes[0]), problem.num_examples))
+    batch = int(label_noise_batch(spec.label_noise_mode, spec.batch_sizes[0], problem.num_examples))
     grid = predict_grid(
         problem,
         params0,
@@ -106,7 +106,7 @@ def predict_spec(
         first,
         opt.per_eta,
         opt.per_eta_ci,
-        float(sigma**2 / (4 * batch * C**3)),
+        float(coupling_at_two_thirds(sigma, C, batch)),
         float(settle[k, -1] / first[k, -1]),
         grid.model_evaluations,
         time.perf_counter() - start,

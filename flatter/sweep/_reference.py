@@ -11,7 +11,8 @@ import numpy as np
 
 from .._criteria import settling_time
 from .._problem import Params, Problem
-from ..valley._flat import flatten
+from ..limit import label_noise_flow
+from ..valley import flatten, gauss_newton_steps
 
 SEGMENT_STEPS = 64
 """Projected Euler steps per jitted segment (one host check per segment)."""
@@ -41,47 +42,26 @@ class FlowReference(NamedTuple):
 
 @partial(jax.jit, static_argnames=("observable", "steps"))
 def _segment(problem: Problem, params_like: Params, theta, dt, *, observable: str, steps: int):
-    """``steps`` projected Euler steps of the flow from the flat ``theta``; the observable after each step.
+    r"""``steps`` projected Euler steps of the flow from the flat ``theta``; the observable after each step.
 
-    ``dt <= 0`` asks for the reference step :math:`\\|\theta\\|/(128\\,\\|\\dot\theta\\|)` (returned with
+    ``dt <= 0`` asks for the reference step :math:`\|\theta\|/(128\,\|\dot\theta\|)` (returned with
     the speed), so the first segment sizes the integration without a compile of its own.
     """
     _, fp = flatten(problem, params_like)
     fn = dict(problem.observables)[observable]
-    speed = jnp.linalg.norm(_drift(problem, fp, theta))
+    # The label-noise flow at sigma^2/(4B) = 1, its projections solved on the Gram matrix (cheap; it only sizes)
+    drift = label_noise_flow(problem, sigma=2.0, batch_size=1, projector="gram").drift
+    speed = jnp.linalg.norm(drift(fp, theta))
     scale = jnp.linalg.norm(theta)
     auto = jnp.where(speed > 0, jnp.where(scale > 0, scale, 1.0) / speed / STEPS_PER_TIMESCALE, 1e-3)
     dt = jnp.where(dt > 0, dt, auto)
 
     def step(t, _):
-        t = t + _drift(problem, fp, t) * dt
-        for _ in range(2):  # minimum-norm Gauss-Newton back onto the valley
-            jac = jax.jacfwd(fp.residual)(t)
-            t = t - jac.T @ _gram_solve(jac, fp.residual(t))
+        t = gauss_newton_steps(fp, t + drift(fp, t) * dt, 2, solver="gram")  # back onto the valley
         return t, fn(problem, fp.unravel(t))
 
     theta, obs = jax.lax.scan(step, theta, None, length=steps)
     return theta, obs, dt, speed
-
-
-def _gram_solve(jac, rhs):
-    """:math:`(JJ^\\top + \\epsilon I)^{-1}` rhs by Cholesky: the N x N Gram matrix instead of an SVD of J.
-
-    About 4x cheaper per step than the SVD behind ``pinv``/``lstsq`` (measured on the quick matrix-sensing
-    preset, N = 100, p = 400); the tiny ridge keeps it finite where J loses rank. The reference only sizes
-    horizons, so the squared condition number is harmless here.
-    """
-    gram = jac @ jac.T
-    ridge = 1e-6 * jnp.trace(gram) / gram.shape[0]
-    factor = jax.scipy.linalg.cho_factor(gram + ridge * jnp.eye(gram.shape[0], dtype=gram.dtype))
-    return jax.scipy.linalg.cho_solve(factor, rhs)
-
-
-def _drift(problem: Problem, fp, theta):
-    """:math:`-P\\nabla\\mathrm{tr}(J^\\top J)/n`, the flow at :math:`\\sigma^2/(4B) = 1`, with :func:`_gram_solve`."""
-    grad = jax.grad(lambda t: problem.gauss_newton_trace(fp.unravel(t)))(theta)
-    jac = jax.jacfwd(fp.residual)(theta)
-    return -(grad - jac.T @ _gram_solve(jac, jac @ grad))
 
 
 def flow_reference(
@@ -95,8 +75,9 @@ def flow_reference(
 ) -> FlowReference:
     r"""Integrate :math:`d\theta/dt = -\nabla_\Gamma\mathrm{tr}\nabla^2 L` until ``observable`` settles.
 
-    Projected Euler (:func:`flatter.limit.integrate`'s scheme, with the tangent projection and the two
-    Gauss-Newton steps solved on the Gram matrix :math:`JJ^\top`, see :func:`_gram_solve`) with the step
+    Projected Euler of :func:`flatter.limit.label_noise_flow` (:func:`flatter.limit.integrate`'s scheme, with
+    the tangent projection and the two Gauss-Newton steps solved on the Gram matrix :math:`JJ^\top`,
+    :func:`flatter.valley.gram_solve`) with the step
     :math:`dt = \tau_0/128`, :math:`\tau_0 = \|\theta_0\|/\|\dot\theta_0\|` the time the initial speed
     needs to cover the parameters' own scale, in jitted segments of 64 steps that continue from
     where the last one stopped (nothing is recomputed), until the observable is inside the band at

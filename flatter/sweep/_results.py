@@ -10,16 +10,16 @@ from typing import Any
 import numpy as np
 
 from .._io import save_arrays, save_json
+from ._fit import OptimalGamma, PowerLawFit, optimal_gamma, power_law
 from ._grid import SweepSpec
-
-FIELDS = ("T_first", "T_settle", "censored_first", "censored_settle", "diverged", "final_value", "horizon")
+from ._store import SweepIncomplete, SweepStoreError, assemble, read_plan
 
 
 @dataclasses.dataclass(frozen=True)
 class SweepResults:
     """Per-run results on the grid ``spec.shape`` = (variant, gamma, C, eta, sigma, batch_size, seed).
 
-    ``data[name]`` for ``name`` in :data:`FIELDS`: first-passage and settling steps (censored runs
+    ``data[name]`` for ``name`` in :data:`flatter.sweep.FIELDS`: first-passage and settling steps (censored runs
     hold the horizon and are flagged), divergence, the observable's final value, the horizon.
     Load with ``flatter.sweep.load(folder)``; select with :meth:`sel`.
     """
@@ -32,19 +32,95 @@ class SweepResults:
     def axes(self) -> dict[str, tuple]:
         return self.spec.axes
 
-    def sel(self, **coords) -> dict[str, np.ndarray]:
-        """Index the data by axis values, e.g. ``sel(variant="sgdm", gamma=2/3)`` (nearest float)."""
+    def dims(self, **coords) -> tuple[str, ...]:
+        """The axis names of :meth:`sel`'s arrays for the same ``coords`` (with ``squeeze=True``)."""
+        self._check_axes(coords)
+        return tuple(name for name, values in self.axes.items() if name not in coords and len(values) > 1)
+
+    def _check_axes(self, coords: dict) -> None:
+        unknown = [name for name in coords if name not in self.axes]
+        if unknown:
+            raise ValueError(f"unknown axes {unknown}; the axes are {list(self.axes)}")
+
+    def sel(self, *, squeeze: bool = True, **coords) -> dict[str, np.ndarray]:
+        """Index the data by axis values, e.g. ``sel(variant="sgdm", gamma=2/3)`` (nearest float).
+
+        The axes named are dropped; with ``squeeze`` (the default) so is every axis of length one
+        (a sweep of one C, one sigma, full batch), so the arrays have the axes :meth:`dims` names, e.g.
+        ``(eta, seed)`` for the sweep above: what :func:`~flatter.sweep.power_law` takes.
+        """
+        self._check_axes(coords)
         index: list[Any] = [slice(None)] * len(self.axes)
         for i, (name, values) in enumerate(self.axes.items()):
             if name in coords:
-                want = coords.pop(name)
+                want = coords[name]
                 if isinstance(want, str) or want is None:
+                    if want not in values:
+                        raise ValueError(f"{name}={want!r} is not on the sweep's grid; its values are {list(values)}")
                     index[i] = list(values).index(want)
                 else:
                     index[i] = int(np.argmin(np.abs(np.asarray(values, float) - want)))
-        if coords:
-            raise ValueError(f"unknown axes {list(coords)}; the axes are {list(self.axes)}")
+            elif squeeze and len(values) == 1:
+                index[i] = 0
         return {k: v[tuple(index)] for k, v in self.data.items()}
+
+    def times(
+        self, variant: str = "sgdm", gamma: float | None = None, criterion: str = "settle", **coords
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Convergence times and their censoring flags, ``(T, censored)``, for one variant (and gamma).
+
+        ``criterion`` is ``"settle"`` (the last crossing into the criterion) or ``"first"`` (first passage).
+        Every axis but eta, seed (and gamma when ``gamma`` is None) must be fixed by ``coords`` or have one
+        value, so the arrays are ``(eta, seed)`` or ``(gamma, eta, seed)``.
+        """
+        if criterion not in ("settle", "first"):
+            raise ValueError(f"criterion must be 'settle' or 'first', got {criterion!r}")
+        coords = {"variant": variant, **coords}
+        if gamma is not None:
+            coords["gamma"] = gamma
+        want = ("eta", "seed") if gamma is not None else ("gamma", "eta", "seed")
+        free = [name for name in self.dims(**coords) if name not in want]
+        if free:
+            raise ValueError(
+                f"the sweep has several values on axes {free}: name one of each, e.g. "
+                + ", ".join(f"{n}={self.axes[n][0]!r}" for n in free)
+            )
+        d = self.sel(squeeze=False, **coords)
+        keep = [name for name in self.axes if name not in coords]
+        t, c = d[f"T_{criterion}"], d[f"censored_{criterion}"]
+        squeeze_axes = tuple(i for i, name in enumerate(keep) if name not in want)
+        return np.squeeze(t, squeeze_axes), np.squeeze(c, squeeze_axes)
+
+    def power_law(
+        self, variant: str = "sgdm", gamma: float = 2 / 3, criterion: str = "settle", **coords
+    ) -> PowerLawFit:
+        """:func:`~flatter.sweep.power_law` of ``T = A eta^-alpha`` for one variant and gamma (see :meth:`times`).
+
+        Examples:
+          ``results.power_law("sgdm", gamma=2/3).alpha``; for a sweep over several C, name one: ``C=0.5``.
+        """
+        t, c = self.times(variant, gamma, criterion, **coords)
+        return power_law(self.spec.etas, t, c)
+
+    def optimal_gamma(self, variant: str = "sgdm", criterion: str = "settle", **coords) -> OptimalGamma:
+        """:func:`~flatter.sweep.optimal_gamma` over the sweep's gammas, per eta (see :meth:`times`)."""
+        t, c = self.times(variant, None, criterion, **coords)
+        return optimal_gamma(self.spec.gammas, self.spec.etas, t, c)
+
+    def to_xarray(self):
+        """The results as an ``xarray.Dataset`` on the sweep's axes (needs the ``xarray`` extra)."""
+        try:
+            import xarray
+        except ImportError:
+            raise ImportError("to_xarray needs xarray: pip install 'flatter[xarray]'") from None
+        names = list(self.axes)
+        coords = {
+            name: np.array(["full" if v is None else v for v in values]) if name == "batch_size" else np.array(values)
+            for name, values in self.axes.items()
+        }
+        shape = self.spec.shape
+        variables = {k: (names, v) for k, v in self.data.items() if v.shape == shape}
+        return xarray.Dataset(variables, coords=coords, attrs={"digest": self.spec.digest})
 
     def save(self, folder: str | Path) -> None:
         folder = Path(folder)
@@ -76,9 +152,6 @@ def load(folder: str | Path, *, partial: bool = False) -> SweepResults:
     ``horizon = -1``, and ``data["finished"]`` marking which are real. Unreadable or foreign files
     raise :class:`~flatter.sweep.SweepStoreError` naming the file.
     """
-    from ._run import assemble
-    from ._store import SweepIncomplete, SweepStoreError, read_plan
-
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"no sweep folder at {folder}")

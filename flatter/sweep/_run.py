@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.experimental import multihost_utils
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from .._criteria import first_passage, settling_time
+from .._devices import count_compiles, place_runs, runs_sharding
 from .._interpolate import interpolate
 from .._io import environment
 from .._precision import full_precision
@@ -23,12 +25,12 @@ from ..problems import make_problem
 from ..timescales import settle_estimate
 from ..transforms._heavy_ball import heavy_ball
 from ..transforms._label_flip import label_flip
-from ..transforms._label_noise import label_noise
+from ..transforms._label_noise import label_noise, label_noise_batch
 from ..transforms._sngm import sngm
 from ._grid import SweepSpec, problem_digest
 from ._reference import flow_reference
-from ._results import FIELDS, SweepResults
-from ._store import chunk_files, claim_folder, done_runs, read_chunk, write_chunk, write_plan
+from ._results import SweepResults
+from ._store import assemble, chunk_files, claim_folder, done_runs, fields_of, write_chunk, write_plan
 
 
 def prepare(spec: SweepSpec, problem=None, params0=None):
@@ -79,17 +81,6 @@ def resolved_threshold(problem, params0, spec: SweepSpec) -> float:
     return spec.threshold * float(problem.observe(params0, [spec.observable])[spec.observable])
 
 
-def _label_noise_batch(spec: SweepSpec, batch_size: np.ndarray, n: int) -> np.ndarray:
-    if spec.label_noise_mode == "one":
-        return np.ones_like(batch_size)
-    return np.where(batch_size < 0, n, batch_size)
-
-
-def fields_of(spec: SweepSpec) -> tuple[str, ...]:
-    """The per-run fields a sweep stores: :data:`FIELDS` and a ``curve_<name>`` per recorded curve."""
-    return FIELDS + tuple(f"curve_{name}" for name in spec.curves)
-
-
 def horizons(spec: SweepSpec, points: dict, reference: dict, n: int) -> np.ndarray:
     """Steps per run: ``horizon_factor`` x the predicted settling steps, as records x 2^j.
 
@@ -101,7 +92,7 @@ def horizons(spec: SweepSpec, points: dict, reference: dict, n: int) -> np.ndarr
     if reference.get("given"):
         pred = reference["flow_time"] * (a / points["step_eta"]) ** 2 + 5.0 / a
     else:
-        b_noise = _label_noise_batch(spec, points["batch_size"], n)
+        b_noise = label_noise_batch(spec.label_noise_mode, points["batch_size"], n)
         sigma = np.where(points["sigma"] > 0, points["sigma"], 1.0)
         t_star = reference["flow_time"] * 4.0 * b_noise / sigma**2
         # SNGM near the valley is SGDM at eta / |g|, with |g|^2 = sigma^2 tr∇²L / B the label-noise gradient's.
@@ -209,33 +200,7 @@ def _host_run_fn(problem, params0, spec: SweepSpec, threshold: float, momentum: 
         stacked = {name: jnp.stack([r.observables[name] for r in runs]) for name in observables}
         return outcome(runs[0].steps, stacked, jnp.stack([r.diverged for r in runs]))
 
-    run._cache_size = outcome._cache_size
     return run
-
-
-def assemble(out: Path, spec: SweepSpec, representative: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """The per-run fields from the verified chunks, on the grid; runs not done yet are NaN / flagged.
-
-    Returns ``(data, finished)``, both shaped ``spec.shape``; deduplicated runs take their
-    representative's values.
-    """
-    num = representative.size
-    fields = fields_of(spec)
-    data = {
-        k: np.full(num, np.nan)
-        if k in ("T_first", "T_settle", "final_value")
-        else (np.zeros(num, bool) if k.startswith(("censored", "diverged")) else np.full(num, -1, np.int64))
-        for k in FIELDS
-    }
-    data.update({k: np.full((num, spec.records + 1), np.nan) for k in fields if k.startswith("curve_")})
-    finished = np.zeros(num, bool)
-    for path in chunk_files(out):
-        chunk = read_chunk(path, spec.digest, num, fields)
-        for k in fields:
-            data[k][chunk["run"]] = chunk[k]
-        finished[chunk["run"]] = True
-    data = {k: v[representative].reshape(spec.shape + v.shape[1:]) for k, v in data.items()}
-    return data, finished[representative].reshape(spec.shape)
 
 
 def chunk_sizes(count: int, chunk_size: int, devices: int = 1, smallest: int = 8) -> list[int]:
@@ -262,16 +227,6 @@ def chunk_sizes(count: int, chunk_size: int, devices: int = 1, smallest: int = 8
             rest -= bit
         bit //= 2
     return [devices * u for u in sizes]
-
-
-def _mesh() -> Mesh:
-    # Auto axes: the compiler propagates the runs sharding; every run is independent, so nothing is communicated.
-    return jax.make_mesh((jax.device_count(),), ("runs",), axis_types=(jax.sharding.AxisType.Auto,))
-
-
-def _put(x: np.ndarray, sharding: NamedSharding):
-    # Every process holds the whole (deterministic) grid; each device takes its slice of the runs axis.
-    return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
 
 
 def run_sweep(
@@ -321,17 +276,88 @@ def run_sweep(
         )
 
 
-def _run_sweep(spec, out, *, chunk_size, progress, max_chunks, shard, verbose, problem, params0):
+@dataclasses.dataclass(frozen=True)
+class Chunk:
+    """One compiled call: ``runs`` (indices into the grid) padded to ``size``, of one structure and horizon."""
+
+    name: str
+    structure: tuple[str, bool, int]
+    horizon: int
+    runs: list[int]
+    size: int
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepPlan:
+    """What a sweep will compute: the problem at its start, every run's hyperparameters, key and horizon, which
+    runs stand for which (identical runs are computed once), which are done, and the chunks left to run."""
+
+    spec: SweepSpec
+    out: Path
+    problem: Any
+    params0: Any
+    threshold: float
+    points: dict[str, np.ndarray]
+    reference: dict
+    steps: np.ndarray
+    key_data: np.ndarray
+    representative: np.ndarray
+    unique: np.ndarray
+    done: np.ndarray
+    chunks: list[Chunk]
+    setup_seconds: float
+
+
+def _check_arguments(spec, chunk_size, max_chunks) -> int:
     if not isinstance(spec, SweepSpec):
         raise TypeError(f"spec must be a flatter.sweep.SweepSpec, got {type(spec).__name__}")
-    chunk_size = check_positive_int("chunk_size", chunk_size)
     if max_chunks is not None and (isinstance(max_chunks, bool) or not isinstance(max_chunks, int) or max_chunks < 0):
         raise ValueError(f"max_chunks must be None or an integer >= 0, got {max_chunks!r}")
-    out = Path(out)
-    chunk_dir = out / "chunks"
-    writer = jax.process_index() == 0
-    claim_folder(out, spec, writer)
+    return check_positive_int("chunk_size", chunk_size)
 
+
+def _deduplicate(points: dict, steps: np.ndarray) -> np.ndarray:
+    """Every run's representative: runs that are the same computation (a baseline without momentum repeated
+    along gamma and C) share the first one's index."""
+    signature: dict[tuple, int] = {}
+    representative = np.empty(len(points["run"]), dtype=np.int64)
+    for i in range(len(points["run"])):
+        sig = (
+            str(points["variant"][i]),
+            float(points["step_eta"][i]),
+            float(points["step_beta"][i]),
+            float(points["sigma"][i]),
+            int(points["batch_size"][i]),
+            int(points["seed"][i]),
+            int(steps[i]),
+        )
+        representative[i] = signature.setdefault(sig, i)
+    return representative
+
+
+def _chunks(points: dict, steps: np.ndarray, todo: np.ndarray, chunk_size: int, devices: int) -> list[Chunk]:
+    """The runs left, grouped by compiled program (optimizer structure and batch size) and horizon, in chunks."""
+    # Variants that differ only in (eta, beta) share a compiled program, so they share chunks too.
+    groups: dict[tuple, list[int]] = {}
+    for i in todo:
+        structure = _structure(str(points["variant"][i])) + (int(points["batch_size"][i]),)
+        groups.setdefault((structure, int(steps[i])), []).append(int(i))
+    chunks = []
+    for (structure, h), members in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        momentum, noisy, batch = structure
+        label = f"{momentum}{'' if noisy else '-no-label-noise'}-b{batch}-h{h}"
+        start_run = 0
+        for size in chunk_sizes(len(members), chunk_size, devices):
+            part = members[start_run : start_run + size]
+            chunks.append(Chunk(f"{label}-r{part[0]}-n{len(part)}", structure, h, part, size))
+            start_run += size
+    return chunks
+
+
+def plan_sweep(spec, out, *, chunk_size, shard, verbose, problem, params0, progress) -> SweepPlan:
+    """Claim the folder, set up the start (phase 1, the flow reference, the horizons) and plan the chunks."""
+    out = Path(out)
+    claim_folder(out, spec, jax.process_index() == 0)
     start = time.perf_counter()
     problem, params0 = prepare(spec, problem, params0)
     points = spec.points()
@@ -353,115 +379,109 @@ def _run_sweep(spec, out, *, chunk_size, progress, max_chunks, shard, verbose, p
             f"horizons {sorted(set(steps.tolist()))}",
             flush=True,
         )
-    host_loop = loops_are_slow(problem, params0)
-    n_dev = jax.device_count() if shard else 1
-    sharding = NamedSharding(_mesh(), PartitionSpec("runs")) if shard and n_dev > 1 else None
     base_key = jax.random.key(spec.seed + 1)
     key_data = np.asarray(
         jax.random.key_data(jax.vmap(lambda i: jax.random.fold_in(base_key, i))(jnp.asarray(points["run"])))
     )
-
-    # Runs that are the same computation (a baseline without momentum repeated along gamma and C) are
-    # computed once and their results copied.
-    signature = {}
-    representative = np.empty(len(points["run"]), dtype=np.int64)
-    for i in range(len(points["run"])):
-        sig = (
-            str(points["variant"][i]),
-            float(points["step_eta"][i]),
-            float(points["step_beta"][i]),
-            float(points["sigma"][i]),
-            int(points["batch_size"][i]),
-            int(points["seed"][i]),
-            int(steps[i]),
-        )
-        representative[i] = signature.setdefault(sig, i)
+    representative = _deduplicate(points, steps)
     unique = np.flatnonzero(representative == np.arange(len(representative)))
-    if writer:
+    if jax.process_index() == 0:
         write_plan(out, spec.digest, representative, steps)
     # What is done is what verified chunks of this spec hold (whatever chunking wrote them). With several
     # processes, process 0's reading is the plan of all of them.
     done = done_runs(out, spec.digest, len(points["run"]), fields_of(spec))
     if jax.process_count() > 1:
         done = np.asarray(multihost_utils.broadcast_one_to_all(done))
-    # Variants that differ only in (eta, beta) share a compiled program, so they share chunks too.
-    groups: dict[tuple, list[int]] = {}
-    for i in unique[~done[unique]]:
-        structure = _structure(str(points["variant"][i])) + (int(points["batch_size"][i]),)
-        groups.setdefault((structure, int(steps[i])), []).append(i)
-    chunks = []
-    for (structure, h), members in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        momentum, noisy, batch = structure
-        label = f"{momentum}{'' if noisy else '-no-label-noise'}-b{batch}-h{h}"
-        start_run = 0
-        for size in chunk_sizes(len(members), chunk_size, n_dev):
-            part = members[start_run : start_run + size]
-            chunks.append((f"{label}-r{part[0]}-n{len(part)}", structure, h, part, size))
-            start_run += size
+    devices = jax.device_count() if shard else 1
+    chunks = _chunks(points, steps, unique[~done[unique]], chunk_size, devices)
+    return SweepPlan(
+        spec, out, problem, params0, threshold, points, reference, steps, key_data, representative, unique, done,
+        chunks, setup_seconds,
+    )  # fmt: skip
 
-    todo = chunks
+
+def execute_plan(plan: SweepPlan, *, max_chunks, shard, progress, verbose) -> tuple[int, int]:
+    """Run the plan's chunks (at most ``max_chunks``), writing each as it finishes; ``(chunks run, compiles)``."""
+    spec, points, steps = plan.spec, plan.points, plan.steps
+    start = time.perf_counter()
+    host_loop = loops_are_slow(plan.problem, plan.params0)
+    sharding = runs_sharding(shard)
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(
-            total=int(steps[unique].sum()),
+            total=int(steps[plan.unique].sum()),
             unit="run-step",
             unit_scale=True,
             desc=f"sweep {spec.problem}",
-            initial=int(steps[unique[done[unique]]].sum()),
+            initial=int(steps[plan.unique[plan.done[plan.unique]]].sum()),
         )
     compiled: dict[tuple, object] = {}
     ran = 0
-    for name, structure, h, members, size in todo:
-        if max_chunks is not None and ran >= max_chunks:
-            break
-        idx = np.array(members)
-        padded = np.concatenate([idx, np.repeat(idx[-1:], size - len(idx))])
-        fn = compiled.get(structure)
-        if fn is None:
-            make = _host_run_fn if host_loop else _run_fn
-            fn = compiled[structure] = make(problem, params0, spec, threshold, *structure)
-        args = [points["step_eta"][padded], points["step_beta"][padded], points["sigma"][padded]]
-        args = [np.asarray(a, dtype=jnp.result_type(float)) for a in args] + [key_data[padded]]
-        if sharding is not None:
-            args = [_put(a, sharding) for a in args]
-        result = fn(*args, np.int32(h // spec.records))
-        if jax.process_count() > 1:  # every process gets the whole chunk (each computed its devices' share)
-            result = multihost_utils.process_allgather(result, tiled=True)
-        result = jax.device_get(result)
-        result = {k: np.asarray(v)[: len(idx)] for k, v in result.items()}
-        if writer:
-            write_chunk(chunk_dir / f"{name}.npz", spec.digest, idx, horizon=steps[idx], **result)
-        ran += 1
-        if bar is not None:
-            bar.update(len(idx) * h)
+    with count_compiles() as compiles:
+        for chunk in plan.chunks:
+            if max_chunks is not None and ran >= max_chunks:
+                break
+            idx = np.array(chunk.runs)
+            padded = np.concatenate([idx, np.repeat(idx[-1:], chunk.size - len(idx))])
+            fn = compiled.get(chunk.structure)
+            if fn is None:
+                make = _host_run_fn if host_loop else _run_fn
+                fn = compiled[chunk.structure] = make(
+                    plan.problem, plan.params0, spec, plan.threshold, *chunk.structure
+                )
+            args = [points["step_eta"][padded], points["step_beta"][padded], points["sigma"][padded]]
+            args = [np.asarray(a, dtype=jnp.result_type(float)) for a in args] + [plan.key_data[padded]]
+            result = fn(*[place_runs(a, sharding) for a in args], np.int32(chunk.horizon // spec.records))
+            if jax.process_count() > 1:  # every process gets the whole chunk (each computed its devices' share)
+                result = multihost_utils.process_allgather(result, tiled=True)
+            result = {k: np.asarray(v)[: len(idx)] for k, v in jax.device_get(result).items()}
+            if jax.process_index() == 0:
+                write_chunk(plan.out / "chunks" / f"{chunk.name}.npz", spec.digest, idx, horizon=steps[idx], **result)
+            ran += 1
+            if bar is not None:
+                bar.update(len(idx) * chunk.horizon)
     if bar is not None:
         bar.close()
-    compiles = sum(fn._cache_size() for fn in compiled.values())
     if verbose:
-        shapes = len({(c[1], c[4]) for c in todo[:ran]})
+        shapes = len({(c.structure, c.size) for c in plan.chunks[:ran]})
         print(
-            f"sweep {spec.problem}: {ran} chunks in {time.perf_counter() - start - setup_seconds:.1f} s, "
-            f"{compiles} compile{'s' * (compiles != 1)} (one per optimizer structure, batch size and chunk size: "
-            f"{shapes})",
+            f"sweep {spec.problem}: {ran} chunks in {time.perf_counter() - start:.1f} s, "
+            f"{int(compiles)} compile{'s' * (int(compiles) != 1)} (one per optimizer structure, batch size and "
+            f"chunk size: {shapes})",
             flush=True,
         )
+    return ran, int(compiles)
 
+
+def collect(plan: SweepPlan, *, compiles: int, started: float) -> SweepResults | None:
+    """The results on the grid from the folder's verified chunks once every run is done (saved), else None."""
     if jax.process_count() > 1:  # process 0 has written every chunk before anyone reads them
-        multihost_utils.sync_global_devices(f"flatter sweep {spec.digest} chunks written")
-    data, finished = assemble(out, spec, representative)
+        multihost_utils.sync_global_devices(f"flatter sweep {plan.spec.digest} chunks written")
+    data, finished = assemble(plan.out, plan.spec, plan.representative)
     if not finished.all():
         return None
     meta = {
         "environment": environment(),
-        "reference": reference,
-        "wall_seconds_last_run": time.perf_counter() - start,
-        "setup_seconds_last_run": setup_seconds,
+        "reference": plan.reference,
+        "wall_seconds_last_run": time.perf_counter() - started,
+        "setup_seconds_last_run": plan.setup_seconds,
         "compiles_last_run": compiles,
-        "chunk_files": len(chunk_files(out)),
+        "chunk_files": len(chunk_files(plan.out)),
     }
-    results = SweepResults(spec, data, meta)
-    if writer:
-        results.save(out)
+    results = SweepResults(plan.spec, data, meta)
+    if jax.process_index() == 0:
+        results.save(plan.out)
     return results
+
+
+def _run_sweep(spec, out, *, chunk_size, progress, max_chunks, shard, verbose, problem, params0):
+    chunk_size = _check_arguments(spec, chunk_size, max_chunks)
+    started = time.perf_counter()
+    plan = plan_sweep(
+        spec, out, chunk_size=chunk_size, shard=shard, verbose=verbose, problem=problem, params0=params0,
+        progress=progress,
+    )  # fmt: skip
+    _, compiles = execute_plan(plan, max_chunks=max_chunks, shard=shard, progress=progress, verbose=verbose)
+    return collect(plan, compiles=compiles, started=started)

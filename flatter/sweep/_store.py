@@ -20,6 +20,15 @@ from .._io import save_arrays, save_json
 
 CHUNK_FORMAT = 1
 
+FIELDS = ("T_first", "T_settle", "censored_first", "censored_settle", "diverged", "final_value", "horizon")
+"""The per-run fields of every sweep: first-passage and settling steps, their censoring flags, divergence, the
+observable's final value and the horizon."""
+
+
+def fields_of(spec) -> tuple[str, ...]:
+    """The per-run fields a sweep stores: :data:`FIELDS` and a ``curve_<name>`` per recorded curve."""
+    return FIELDS + tuple(f"curve_{name}" for name in spec.curves)
+
 
 class SweepStoreError(ValueError):
     """A results folder that does not match the sweep asked of it; the message names the file."""
@@ -126,3 +135,28 @@ def read_plan(out: Path, digest: str, num_runs: int) -> np.ndarray:
     if representative.shape != (num_runs,):
         raise SweepStoreError(f"{path} is malformed (expected {num_runs} runs); rerun the same sweep")
     return representative
+
+
+def assemble(out: Path, spec, representative: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The per-run fields from the verified chunks, on the grid; runs not done yet are NaN / flagged.
+
+    Returns ``(data, finished)``, both shaped ``spec.shape``; deduplicated runs take their
+    representative's values.
+    """
+    num = representative.size
+    fields = fields_of(spec)
+    data = {
+        k: np.full(num, np.nan)
+        if k in ("T_first", "T_settle", "final_value")
+        else (np.zeros(num, bool) if k.startswith(("censored", "diverged")) else np.full(num, -1, np.int64))
+        for k in FIELDS
+    }
+    data.update({k: np.full((num, spec.records + 1), np.nan) for k in fields if k.startswith("curve_")})
+    finished = np.zeros(num, bool)
+    for path in chunk_files(out):
+        chunk = read_chunk(path, spec.digest, num, fields)
+        for k in fields:
+            data[k][chunk["run"]] = chunk[k]
+        finished[chunk["run"]] = True
+    data = {k: v[representative].reshape(spec.shape + v.shape[1:]) for k, v in data.items()}
+    return data, finished[representative].reshape(spec.shape)

@@ -15,6 +15,7 @@ from ._label_noise import (
     LabelNoiseState as LabelNoiseState,
     draw_label_noise as draw_label_noise,
     label_noise as label_noise,
+    label_noise_batch as label_noise_batch,
     label_perturbation as label_perturbation,
     leading_label_noise as leading_label_noise,
 )

@@ -42,14 +42,14 @@ def heavy_ball(
       learning_rate: :math:`\eta > 0`, a number, a JAX array (so a vmapped sweep compiles once) or a
         schedule ``step -> eta`` with values >= 0 (a warm-up may start at 0).
       momentum: :math:`0 \le \beta < 1`, a number or a JAX array.
-
-    Concrete values outside these ranges raise ``ValueError``. Traced ones (inside ``jit``/``vmap``),
-    and schedule values, cannot raise: they turn the update into NaN, which :func:`flatter.simulate`
-    reports as a diverged run.
       nesterov: use the Nesterov look-ahead form.
 
     Returns:
       An ``optax.GradientTransformation`` whose state is optax's ``(TraceState, EmptyState)``.
+
+    Concrete values outside these ranges raise ``ValueError``. Traced ones (inside ``jit``/``vmap``),
+    and schedule values, cannot raise: they turn the update into NaN, which :func:`flatter.simulate`
+    reports as a diverged run.
 
     Examples:
       >>> import jax.numpy as jnp, optax, flatter

@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
@@ -36,6 +37,32 @@ class LabelNoiseState(NamedTuple):
     key: PRNGKeyArray
     sigma: Float[Array, ""]
     config: LabelNoiseConfig
+
+
+def label_noise_batch(mode: str, batch_size, num_examples: int):
+    r"""The :math:`B` of the label noise's covariance :math:`(\sigma^2/B)\,\nabla^2L` on the valley.
+
+    The one rule for the number of noisy labels per step, which the sweeps' optimizer, their horizons, the
+    predictor and the coupling :math:`\kappa` all use:
+
+    - a minibatch of ``batch_size`` examples (every one of its labels noised): :math:`B` = ``batch_size``;
+    - the full batch (``batch_size`` None or negative) with ``mode="one"`` (one uniformly drawn label gets
+      :math:`m\xi_i`, the noise of one-sample label-noise SGD): :math:`B = 1`;
+    - the full batch with ``mode="all"`` or ``"minibatch"`` (every label noised): :math:`B = n`.
+
+    ``batch_size`` may be an array (negative entries are full batch); the result has its shape.
+
+    Examples:
+      >>> import flatter
+      >>> [int(flatter.transforms.label_noise_batch(m, b, 100)) for m, b in (("one", None), ("all", None), ("one", 8))]
+      [1, 100, 8]
+    """
+    check_choice("mode", mode, LABEL_NOISE_MODES)
+    full_batch_noise = 1 if mode == "one" else num_examples
+    if batch_size is None:
+        return full_batch_noise
+    b = np.asarray(batch_size)
+    return np.where(b < 0, full_batch_noise, b)
 
 
 def label_perturbation(

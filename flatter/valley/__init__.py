@@ -2,17 +2,22 @@
 
 from ._flat import FlatProblem as FlatProblem, flatten as flatten
 from ._projection import (
+    GAUSS_NEWTON_SOLVERS as GAUSS_NEWTON_SOLVERS,
     ValleyError as ValleyError,
+    gauss_newton_step as gauss_newton_step,
     gauss_newton_steps as gauss_newton_steps,
+    gram_solve as gram_solve,
     project as project,
 )
-from ._spectrum import hessian_spectrum as hessian_spectrum, lanczos_eigenvalues as lanczos_eigenvalues
+from ._spectrum import hessian_spectrum as hessian_spectrum, normal_curvatures_flat as normal_curvatures_flat
 from ._tangent import (
+    PROJECTOR_SOLVERS as PROJECTOR_SOLVERS,
     dense_tangent_projector as dense_tangent_projector,
     flat_tangent_projector as flat_tangent_projector,
     gauss_newton_trace_flat as gauss_newton_trace_flat,
     matrix_free_tangent_projector as matrix_free_tangent_projector,
     riemannian_gradient_trace as riemannian_gradient_trace,
+    riemannian_gradient_trace_flat as riemannian_gradient_trace_flat,
     tangent_projector as tangent_projector,
     trace_hessian as trace_hessian,
 )

@@ -19,30 +19,75 @@ class ValleyError(RuntimeError):
     """A valley computation failed: the point is not near the valley or a solve did not converge."""
 
 
-def gauss_newton_steps(
-    flat_problem: FlatProblem, theta: Float[Array, " p"], iterations: int, *, matrix_free: bool = False
-) -> Float[Array, " p"]:
-    r"""A fixed number of minimum-norm Gauss-Newton steps :math:`\theta \leftarrow \theta - J^+ r`.
+GAUSS_NEWTON_SOLVERS = ("lstsq", "gram", "lsmr")
+r"""How :func:`gauss_newton_step` solves for the minimum-norm step :math:`J^+r`: ``"lstsq"`` (dense least squares
+on the :math:`N\times p` Jacobian, through its SVD), ``"gram"`` (:func:`gram_solve`: Cholesky on the
+:math:`N\times N` Gram matrix :math:`JJ^\top`, about 4x cheaper, the squared condition number) or ``"lsmr"``
+(lineax's LSMR with JVPs and VJPs only: no matrix is formed)."""
 
-    Jit- and vmap-friendly (no data-dependent loop): the integrators call it after every step to
-    return to :math:`\Gamma`. Dense: least squares on the :math:`N\times p` Jacobian; matrix-free:
-    LSMR with JVPs/VJPs only.
+
+def gram_solve(jac: Float[Array, "N p"], rhs: Float[Array, " N"]) -> Float[Array, " N"]:
+    r""":math:`(JJ^\top + \epsilon I)^{-1}` rhs by Cholesky on the :math:`N\times N` Gram matrix.
+
+    About 4x cheaper per call than the SVD behind ``pinv``/``lstsq`` (measured on the quick matrix-sensing
+    preset, N = 100, p = 400); the ridge :math:`\epsilon = 10^{-6}\,\mathrm{tr}(JJ^\top)/N` keeps it finite
+    where :math:`J` loses rank, and squares the condition number: for sizing and short paths, not for
+    interpolating to machine precision.
     """
+    gram = jac @ jac.T
+    ridge = 1e-6 * jnp.trace(gram) / gram.shape[0]
+    factor = jax.scipy.linalg.cho_factor(gram + ridge * jnp.eye(gram.shape[0], dtype=gram.dtype))
+    return jax.scipy.linalg.cho_solve(factor, rhs)
 
-    def step(theta, _):
-        return _gn_step(flat_problem, theta, matrix_free), None
 
-    return jax.lax.scan(step, theta, None, length=iterations)[0]
+def gauss_newton_step(
+    flat_problem: FlatProblem, theta: Float[Array, " p"], *, solver: str = "lstsq"
+) -> Float[Array, " p"]:
+    r"""One minimum-norm Gauss-Newton step :math:`\theta \leftarrow \theta - J^+ r(\theta)`, the one in flatter.
 
+    :math:`J^+r` is the least-squares solution of :math:`J\delta = r` with the smallest norm
+    (:math:`J^\top(JJ^\top)^{-1}r` when :math:`J` has full row rank, as on an overparametrized valley), so the
+    step is orthogonal to the level set. ``solver`` is one of :data:`GAUSS_NEWTON_SOLVERS`.
 
-def _gn_step(flat_problem: FlatProblem, theta, matrix_free: bool):
+    Examples:
+      >>> import jax.numpy as jnp, flatter
+      >>> theta, fp = flatter.valley.flatten(flatter.problems.toy_valley(), jnp.array([0.3, 1.0]))
+      >>> print(flatter.valley.gauss_newton_step(fp, theta))  # f = sqrt(1 + y^2) x is linear in x
+      [0. 1.]
+    """
     r = flat_problem.residual(theta)
-    if matrix_free:
+    if solver == "lsmr":
         op = lx.JacobianLinearOperator(lambda t, _: flat_problem.residual(t), theta)
         delta = lx.linear_solve(op, r, lx.LSMR(rtol=1e-12, atol=1e-12), throw=False).value
-    else:
+    elif solver == "gram":
+        jac = jax.jacfwd(flat_problem.residual)(theta)
+        delta = jac.T @ gram_solve(jac, r)
+    elif solver == "lstsq":
         delta = jnp.linalg.lstsq(jax.jacfwd(flat_problem.residual)(theta), r)[0]
+    else:
+        raise ValueError(f"solver must be one of {', '.join(map(repr, GAUSS_NEWTON_SOLVERS))}, got {solver!r}")
     return theta - delta
+
+
+def gauss_newton_steps(
+    flat_problem: FlatProblem,
+    theta: Float[Array, " p"],
+    iterations: int,
+    *,
+    matrix_free: bool = False,
+    solver: str | None = None,
+) -> Float[Array, " p"]:
+    r"""A fixed number of :func:`gauss_newton_step` (``solver``; ``"lsmr"`` with ``matrix_free``, else ``"lstsq"``).
+
+    Jit- and vmap-friendly (no data-dependent loop): the integrators call it after every step to
+    return to :math:`\Gamma`.
+    """
+    solver = solver or ("lsmr" if matrix_free else "lstsq")
+
+    def step(theta, _):
+        return gauss_newton_step(flat_problem, theta, solver=solver), None
+
+    return jax.lax.scan(step, theta, None, length=iterations)[0]
 
 
 def project(
@@ -108,6 +153,6 @@ def _project_loop(residual, num_examples, theta0, tol, max_steps, matrix_free):
 
     def body(carry):
         theta, it = carry
-        return _gn_step(fp, theta, matrix_free), it + 1
+        return gauss_newton_step(fp, theta, solver="lsmr" if matrix_free else "lstsq"), it + 1
 
     return jax.lax.while_loop(cond, body, (theta0, jnp.asarray(0)))

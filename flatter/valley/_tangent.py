@@ -11,6 +11,7 @@ from jaxtyping import Array, Float, Scalar
 
 from .._problem import Params, Problem
 from ._flat import FlatProblem, flatten
+from ._projection import gram_solve
 
 
 def dense_tangent_projector(flat_problem: FlatProblem, theta: Float[Array, " p"]) -> Float[Array, "p p"]:
@@ -67,14 +68,33 @@ def tangent_projector(
     return flat_tangent_projector(fp, theta, matrix_free)
 
 
+PROJECTOR_SOLVERS = ("pinv", "gram", "cg")
+r"""How :func:`flat_tangent_projector` applies :math:`P = I - J^\top(JJ^\top)^{-1}J`: ``"pinv"`` (the dense
+:math:`p\times p` matrix :math:`I - J^+J`), ``"gram"`` (:math:`v - J^\top w`, :math:`w` by Cholesky on
+:math:`JJ^\top`, :func:`flatter.valley.gram_solve`; the Jacobian but no :math:`p\times p` matrix) or ``"cg"``
+(:func:`matrix_free_tangent_projector`: JVPs and VJPs only)."""
+
+
 def flat_tangent_projector(
-    flat_problem: FlatProblem, theta: Float[Array, " p"], matrix_free: bool | None = None
+    flat_problem: FlatProblem,
+    theta: Float[Array, " p"],
+    matrix_free: bool | None = None,
+    *,
+    solver: str | None = None,
 ) -> Callable[[Float[Array, " p"]], Float[Array, " p"]]:
-    """:func:`tangent_projector` on flat coordinates (dense up to p = 2048 unless told otherwise)."""
-    if matrix_free is None:
-        matrix_free = theta.shape[0] > 2048
-    if matrix_free:
+    """:func:`tangent_projector` on flat coordinates: ``solver`` from :data:`PROJECTOR_SOLVERS`, or by
+    ``matrix_free`` (``"cg"`` when true, ``"pinv"`` when false; by default ``"pinv"`` up to p = 2048)."""
+    if solver is None:
+        if matrix_free is None:
+            matrix_free = theta.shape[0] > 2048
+        solver = "cg" if matrix_free else "pinv"
+    if solver == "cg":
         return matrix_free_tangent_projector(flat_problem, theta)
+    if solver == "gram":
+        jac = jax.jacfwd(flat_problem.residual)(theta)
+        return lambda v: v - jac.T @ gram_solve(jac, jac @ v)
+    if solver != "pinv":
+        raise ValueError(f"solver must be one of {', '.join(map(repr, PROJECTOR_SOLVERS))}, got {solver!r}")
     mat = dense_tangent_projector(flat_problem, theta)
     return lambda v: mat @ v
 
@@ -108,7 +128,10 @@ def riemannian_gradient_trace(problem: Problem, params: Params, *, matrix_free: 
     return riemannian_gradient_trace_flat(problem, fp, theta, matrix_free)
 
 
-def riemannian_gradient_trace_flat(problem: Problem, flat_problem: FlatProblem, theta, matrix_free=None):
-    """:func:`riemannian_gradient_trace` on flat coordinates (what the limit dynamics evaluate)."""
+def riemannian_gradient_trace_flat(
+    problem: Problem, flat_problem: FlatProblem, theta, matrix_free=None, *, solver: str | None = None
+):
+    """:func:`riemannian_gradient_trace` on flat coordinates (what the limit dynamics evaluate); ``matrix_free``
+    and ``solver`` choose the projector as in :func:`flat_tangent_projector`."""
     grad = jax.grad(lambda t: problem.gauss_newton_trace(flat_problem.unravel(t)))(theta)
-    return flat_tangent_projector(flat_problem, theta, matrix_free)(grad)
+    return flat_tangent_projector(flat_problem, theta, matrix_free, solver=solver)(grad)

@@ -1,0 +1,13 @@
+"""Every figure the CLI draws, as functions of a results object (and an ``ax``), for a notebook's own sweep.
+
+``scaling_figure(results, summary)`` is ``flatter scaling``'s figure; its panels are :func:`settling_times`,
+:func:`exponents` and :func:`gamma_star`. Matplotlib runs on the Agg backend.
+"""
+
+from ._axes import draw_lower_bounds as draw_lower_bounds, grid_ticks as grid_ticks, save_figure as save_figure
+from ._scaling import (
+    exponents as exponents,
+    gamma_star as gamma_star,
+    scaling_figure as scaling_figure,
+    settling_times as settling_times,
+)

@@ -1,0 +1,308 @@
+r"""What a scaling sweep says: the exponents :math:`\alpha(\gamma)`, :math:`\gamma^*(\eta)` and the regime.
+
+:func:`summarize` is what ``flatter scaling`` prints and draws, as a function of any sweep's results, a
+user's own problem included::
+
+    results = flatter.sweep.run_sweep(spec, "out", problem=problem)
+    summary = flatter.sweep.summarize(results)
+    print(summary.table())
+    flatter.figures.scaling_figure(results, summary).savefig("scaling.png")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+
+import numpy as np
+
+from ._fit import OptimalGamma, PowerLawFit
+from ._grid import SweepSpec
+from ._predict import PredictedScaling
+from ._results import SweepResults
+
+UNDETERMINED_SE = 0.15
+"""An exponent whose standard error exceeds this is *undetermined*: printed as such, drawn hollow and grey with
+its whole interval, and no fit line is drawn through it."""
+
+CRITERIA = ("settle", "first")
+"""The two convergence times of every run: the last crossing into the criterion, and the first passage."""
+
+
+def is_determined(alpha: float, se: float) -> bool:
+    """Whether a fitted exponent means something: finite, with a standard error at most :data:`UNDETERMINED_SE`."""
+    return bool(np.isfinite(alpha) and np.isfinite(se) and se <= UNDETERMINED_SE)
+
+
+def predicted_alpha(variant: str, gamma: float) -> float:
+    r"""The :math:`\eta\to0` exponent a variant is expected to show: :math:`2-2\gamma` below 2/3 and
+    :math:`\gamma` above for the momentum variants (:func:`flatter.timescales.alpha`), 2 for SGD at the same
+    :math:`\eta`, NaN where the theory gives none."""
+    from ..timescales import alpha
+
+    if variant in ("sgdm", "nesterov", "sngm"):
+        return float(alpha(gamma))
+    if variant == "sgd-same-eta":
+        return 2.0
+    return float("nan")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExponentRow:
+    r"""One fitted exponent: ``T = A eta^-alpha`` for a variant, a gamma and a criterion.
+
+    ``fit`` is the :class:`~flatter.sweep.PowerLawFit` (its ``alpha``, ``alpha_se``, bootstrap ``ci``,
+    ``prefactor``, the per-eta ``medians`` and how many etas were ``dropped`` as censored); ``etas`` the sweep's.
+    """
+
+    variant: str
+    gamma: float
+    criterion: str
+    fit: PowerLawFit
+    etas: tuple[float, ...]
+
+    @property
+    def alpha(self) -> float:
+        return self.fit.alpha
+
+    @property
+    def se(self) -> float:
+        return self.fit.alpha_se
+
+    @property
+    def determined(self) -> bool:
+        """Finite, with a standard error at most :data:`UNDETERMINED_SE`."""
+        return is_determined(self.alpha, self.se)
+
+    @property
+    def predicted(self) -> float:
+        return predicted_alpha(self.variant, self.gamma)
+
+    def to_json(self) -> dict:
+        return {
+            "variant": self.variant,
+            "gamma": self.gamma,
+            "criterion": self.criterion,
+            **self.fit.summary(),
+            "determined": self.determined,
+            "predicted": self.predicted,
+            "etas": list(self.etas),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class GammaStar:
+    r""":math:`\gamma^*(\eta)` of one sweep: the vertex of :math:`\log T` over the gamma grid, per eta.
+
+    ``fit`` is the :class:`~flatter.sweep.OptimalGamma` (``gamma``/``ci`` at the smallest eta, ``per_eta`` and
+    ``per_eta_ci`` in the order of ``etas``); ``gammas`` the grid, whose edges make a vertex a bound.
+    """
+
+    fit: OptimalGamma
+    etas: tuple[float, ...]
+    gammas: tuple[float, ...]
+
+    @property
+    def gamma(self) -> float:
+        return self.fit.gamma
+
+    @property
+    def eta(self) -> float:
+        return float(min(self.etas))
+
+    @property
+    def at_edge(self) -> bool:
+        """Whether gamma* at the smallest eta sits on the grid's edge (so it is a bound, not a value)."""
+        return bool(np.isclose(self.gamma, min(self.gammas)) or np.isclose(self.gamma, max(self.gammas)))
+
+    def to_json(self) -> dict:
+        return {**self.fit.summary(self.etas), "gammas": list(self.gammas), "at_edge": self.at_edge}
+
+
+def regime_text(kappa: float | None, overshoot: float | None) -> str:
+    """Which side of the regime map a run is on, from its predicted overshoot at gamma = 2/3 (theory/regime_map.py)."""
+    shown = "n/a" if kappa is None else f"{kappa:.3g}"
+    if overshoot is not None and np.isfinite(overshoot) and overshoot > 1.05:
+        return (
+            f"underdamped along the valley at gamma = 2/3 (kappa = {shown}; predicted T_settle/T_first = "
+            f"{overshoot:.2f}): the overshoot that penalizes gamma > 2/3 is there"
+        )
+    return (
+        f"overdamped along the valley at gamma = 2/3 (kappa = {shown}; predicted T_settle/T_first = "
+        f"{overshoot:.2f}): no overshoot, so no penalty above 2/3 from the valley dynamics; gamma* -> 2/3 only "
+        "logarithmically in eta"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class ScalingSummary:
+    r"""The summary of one or more scaling sweeps, as ``flatter scaling`` prints and draws it.
+
+    ``rows``: an :class:`ExponentRow` per (variant, gamma, criterion) of every sweep; ``gamma_star``: the
+    :class:`GammaStar` of SGDM on the sweep with the most gammas (at least three), None without one;
+    ``kappa``: the along-valley coupling at gamma = 2/3 (:func:`flatter.limit.coupling_at_two_thirds`) of that
+    sweep; ``censored`` and ``diverged``: run counts per variant (settling not reached within the horizon;
+    non-finite parameters, masked); ``predicted``: the reduced SDE's :class:`~flatter.sweep.PredictedScaling`
+    when asked for.
+    """
+
+    problem: str
+    rows: tuple[ExponentRow, ...]
+    gamma_star: GammaStar | None
+    kappa: float | None
+    censored: dict[str, int]
+    diverged: dict[str, int]
+    predicted: PredictedScaling | None = None
+
+    def row(self, variant: str, gamma: float, criterion: str = "settle") -> ExponentRow:
+        """The exponent of ``variant`` at ``gamma`` (nearest on the grid within 1e-6) for ``criterion``."""
+        for r in self.rows:
+            if r.variant == variant and r.criterion == criterion and abs(r.gamma - gamma) < 1e-6:
+                return r
+        have = sorted({(r.variant, round(r.gamma, 4)) for r in self.rows})
+        raise KeyError(f"no exponent for variant={variant!r}, gamma={gamma}, criterion={criterion!r}; have {have}")
+
+    @property
+    def regime(self) -> str | None:
+        """The regime text of the prediction (None without one)."""
+        if self.predicted is None:
+            return None
+        return regime_text(self.predicted.kappa, self.predicted.overshoot)
+
+    def to_json(self) -> dict:
+        """A JSON-ready record (what ``summary.json`` holds), self-describing: rows are records, not keys."""
+        return {
+            "problem": self.problem,
+            "alpha": [r.to_json() for r in self.rows],
+            "gamma_star": None if self.gamma_star is None else self.gamma_star.to_json(),
+            "kappa_two_thirds": self.kappa,
+            "censored": dict(self.censored),
+            "diverged": dict(self.diverged),
+            "predicted": None if self.predicted is None else self.predicted.summary(),
+            "regime": self.regime,
+            "undetermined_se": UNDETERMINED_SE,
+        }
+
+    def table(self) -> str:
+        """The alpha(gamma) table, gamma* with its intervals, the prediction and the regime, as the CLI prints."""
+        lines = [
+            f"alpha in T ~ eta^-alpha, {self.problem} (settling / first passage; +- linearized s.e., "
+            "[95% bootstrap CI])",
+            f"{'variant':<14} {'gamma':>6} {'predicted':>9}  {'alpha_settle':>26}  {'alpha_first':>14}",
+        ]
+        for row in self.rows:
+            if row.criterion != "settle":
+                continue
+            first = self.row(row.variant, row.gamma, "first")
+            ci = row.fit.ci
+            settle = f"{row.alpha:.2f} +- {row.se:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]"
+            note = f"  ({row.fit.dropped} eta censored)" if row.fit.dropped else ""
+            if np.isfinite(row.alpha) and not row.determined:
+                note += f"  undetermined (s.e. > {UNDETERMINED_SE})"
+            lines.append(
+                f"{row.variant:<14} {row.gamma:6.3f} {row.predicted:9.2f}  {settle:>26}  "
+                f"{first.alpha:6.2f} +- {first.se:.2f}{note}"
+            )
+        gs = self.gamma_star
+        if gs is not None:
+            lo, hi = gs.fit.ci
+            lines += [
+                "",
+                f"gamma* = argmin_gamma T_settle at the smallest eta = {gs.eta:g} (parabolic vertex, SGDM): "
+                f"{gs.gamma:.3f}  95% bootstrap CI [{lo:.3f}, {hi:.3f}]",
+                "gamma*(eta): "
+                + ", ".join(
+                    f"{e:g}: {g:.3f} [{a:.2f}, {b:.2f}]"
+                    for e, g, (a, b) in zip(gs.etas, gs.fit.per_eta, gs.fit.per_eta_ci, strict=True)
+                ),
+                f"vertex of alpha_settle(gamma): {gs.fit.alpha_vertex:.3f}",
+            ]
+            if self.kappa is not None:
+                lines.append(
+                    f"along-valley coupling at gamma = 2/3: kappa = sigma^2/(4 B C^3) = {self.kappa:.3g} "
+                    "(eta cancels there; gamma* -> 2/3 only as eta -> 0, with finite-eta corrections)"
+                )
+        pred = self.predicted
+        if pred is not None:
+            per = ", ".join(
+                f"{e:g}: {g:.3f} [{a:.2f}, {b:.2f}]"
+                for e, g, (a, b) in zip(pred.etas, pred.gamma_star, pred.gamma_star_ci, strict=True)
+            )
+            lines.append(f"predicted gamma*(eta) (reduced SDE, {pred.model_evaluations} force evaluations): {per}")
+            lines.append(f"regime: {self.regime}")
+        lines.append(f"censored runs (settling not reached within the horizon): {self.censored}")
+        lines.append(f"  of which diverged (non-finite parameters, masked): {self.diverged}")
+        return "\n".join(lines)
+
+
+def _kappa(spec: SweepSpec) -> float | None:
+    """The coupling at gamma = 2/3 for the spec's first C, sigma and batch size (None if n is unknown)."""
+    from ..limit import coupling_at_two_thirds
+    from ..transforms import label_noise_batch
+    from ._grid import _problem_facts
+
+    if spec.problem_digest is not None:  # a user's problem: n is not in the spec
+        if spec.label_noise_mode != "one" or spec.batch_sizes[0] is not None:
+            return None
+        n = 1
+    else:
+        n = _problem_facts(spec.problem, json.dumps(spec.problem_kwargs, sort_keys=True))[1]
+    return float(
+        coupling_at_two_thirds(
+            spec.sigmas[0], spec.Cs[0], label_noise_batch(spec.label_noise_mode, spec.batch_sizes[0], n)
+        )
+    )
+
+
+def summarize(
+    results: SweepResults | Sequence[SweepResults],
+    *,
+    predicted: PredictedScaling | None = None,
+    problem: str | None = None,
+    **coords,
+) -> ScalingSummary:
+    r"""The exponents of every variant and gamma, :math:`\gamma^*(\eta)` and the coupling, of one or more sweeps.
+
+    Every axis but gamma, eta and seed must have one value or be fixed by ``coords`` (``C=0.5``). ``predicted``
+    (from :func:`flatter.sweep.predict_spec`) adds the predicted band and the regime.
+
+    Examples:
+      >>> import flatter  # doctest: +SKIP
+      >>> summary = flatter.sweep.summarize(flatter.sweep.load("out/sweep"))  # doctest: +SKIP
+      >>> print(summary.table())  # doctest: +SKIP
+    """
+    all_results = [results] if isinstance(results, SweepResults) else list(results)
+    if not all_results:
+        raise ValueError("results must hold at least one SweepResults")
+    rows: list[ExponentRow] = []
+    censored: dict[str, int] = {}
+    diverged: dict[str, int] = {}
+    star_from: SweepResults | None = None
+    for res in all_results:
+        spec = res.spec
+        for variant in spec.variants:
+            for criterion in CRITERIA:
+                for g in spec.gammas:
+                    fit = res.power_law(variant, g, criterion, **coords)
+                    rows.append(ExponentRow(variant, float(g), criterion, fit, tuple(spec.etas)))
+            sel = res.sel(variant=variant)
+            censored[variant] = censored.get(variant, 0) + int(sel["censored_settle"].sum())
+            diverged[variant] = diverged.get(variant, 0) + int(sel["diverged"].sum())
+        if "sgdm" in spec.variants and len(spec.gammas) >= 3:
+            if star_from is None or len(spec.gammas) > len(star_from.spec.gammas):
+                star_from = res
+    gamma_star = kappa = None
+    if star_from is not None:
+        spec = star_from.spec
+        gamma_star = GammaStar(star_from.optimal_gamma("sgdm", **coords), tuple(spec.etas), tuple(spec.gammas))
+        kappa = _kappa(spec)
+    return ScalingSummary(
+        problem=problem or all_results[0].spec.problem,
+        rows=tuple(rows),
+        gamma_star=gamma_star,
+        kappa=kappa,
+        censored=censored,
+        diverged=diverged,
+        predicted=predicted,
+    )
