@@ -2,7 +2,7 @@
 
 Toy valley, y0 = 1, |y| < 0.1, 1 - beta = C eta^gamma. The prediction (`flatter.timescales.predict_grid`,
 method "sde": 48 paths of the reduced SDE with fluctuating transverse temperatures, all rows in one compiled
-call) beside the reduced ODE (method "ode", the temperatures at their mean, THEORY §6.6); the simulation runs
+call) beside the reduced ODE (method "ode", the temperatures at their mean, docs/theory.md §6.6); the simulation runs
 64 seeds of SGDM with label noise for 3x the predicted settling time and takes the median settling step, one
 compiled call per row as a user would. Printed side by side: the errors, the model evaluations (optimizer
 steps x seeds vs integration steps x paths) and the wall times, compile included.

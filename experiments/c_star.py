@@ -1,7 +1,7 @@
 """Experiment: the optimal prefactor C* of 1 - beta = C eta^(2/3) against the label-noise strength sigma.
 
 Simulated C*(sigma) (vertex of the median settling time over a C grid, bootstrap CI over seeds) against the
-reduced-ODE prediction, and the fitted exponent of C* ~ sigma^p (predicted p = 2/3, THEORY §1.6).
+reduced-ODE prediction, and the fitted exponent of C* ~ sigma^p (predicted p = 2/3, docs/theory.md §1.6).
 
     python experiments/c_star.py --preset quick   # same as: flatter cstar --preset quick
 """

@@ -2,7 +2,7 @@
 
 T against eta per gamma, alpha(gamma), gamma*.
 
-Baselines in the same figure: label-noise SGD at the same eta and at eta_eff = eta/(1-beta) (THEORY §5).
+Baselines in the same figure: label-noise SGD at the same eta and at eta_eff = eta/(1-beta) (docs/theory.md §5).
 Writes OUT/matrix-sensing/PRESET/scaling.png, summary.json and the per-run sweeps (resumable).
 
     python experiments/matrix_sensing_scaling.py --preset quick

@@ -1,6 +1,6 @@
 """Experiment: teacher-student (two-phase): T against eta per gamma, alpha(gamma), gamma*.
 
-Baselines in the same figure: label-noise SGD at the same eta and at eta_eff = eta/(1-beta) (THEORY §5).
+Baselines in the same figure: label-noise SGD at the same eta and at eta_eff = eta/(1-beta) (docs/theory.md §5).
 Writes OUT/teacher-student/PRESET/scaling.png, summary.json and the per-run sweeps (resumable).
 
     python experiments/teacher_student_scaling.py --preset quick

@@ -2,7 +2,7 @@
 
 Both criteria (settling and first passage) against alpha = 2 - 2 gamma (gamma <= 2/3), gamma (above).
 
-Baselines in the same figure: label-noise SGD at the same eta and at eta_eff = eta/(1-beta) (THEORY §5).
+Baselines in the same figure: label-noise SGD at the same eta and at eta_eff = eta/(1-beta) (docs/theory.md §5).
 Writes OUT/toy-valley/PRESET/scaling.png, summary.json and the per-run sweeps (resumable).
 
     python experiments/toy_alpha.py --preset quick

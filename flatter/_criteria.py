@@ -81,7 +81,7 @@ def settling_time(
     :math:`T_\mathrm{settle} = k_{j^*+1}` with :math:`j^*` the last record outside the band (0 if
     never outside). A run whose last record is outside has not settled: it is censored at the
     horizon. Settling exposes the overshoot along the valley that first passage misses
-    (THEORY.md §6.7). A run marked ``diverged`` is censored, as in :func:`first_passage`.
+    (docs/theory.md §6.7). A run marked ``diverged`` is censored, as in :func:`first_passage`.
 
     Examples:
       >>> import jax.numpy as jnp, flatter
@@ -113,7 +113,7 @@ def plateau_time(
 ) -> PassageTime:
     r"""The step after which the smoothed observable stays within ``tolerance`` of its final plateau.
 
-    The classification criterion of THEORY §1.7 (smoothed test accuracy within 0.5 pt of its final
+    The classification criterion of docs/theory.md §1.7 (smoothed test accuracy within 0.5 pt of its final
     plateau: ``tolerance=0.005``). With :math:`\bar v_j` the trailing mean of the last ``window``
     records and the plateau :math:`v_\infty` the mean of the last ``plateau_fraction`` of the raw
     records, :math:`T = ` :func:`settling_time` of :math:`|\bar v_j - v_\infty| \le` ``tolerance``.

@@ -1,4 +1,4 @@
-"""The analytic predictor of THEORY.md §6.9: stability, tau1, plateau, drift speed, tau2, steps T.
+"""The analytic predictor of docs/theory.md §6.9: stability, tau1, plateau, drift speed, tau2, steps T.
 
 Everything here is computed from the hyperparameters and the valley's geometry at one point
 (:func:`measure_geometry`), before anything is simulated; :func:`predict_steps` integrates the limit
@@ -103,7 +103,7 @@ def predict_timescales(
     batch_size: int = 1,
     distance: float = 1.0,
 ) -> Timescales:
-    r"""The two timescales and the transverse statistics (THEORY.md §1.6, §6.2-6.4, §6.9).
+    r"""The two timescales and the transverse statistics (docs/theory.md §1.6, §6.2-6.4, §6.9).
 
     - stability: :math:`\eta\max_i h_i < 2(1+\beta)`;
     - mode :math:`i` underdamped iff :math:`(1-\sqrt\beta)^2 < \eta h_i`;
@@ -368,7 +368,7 @@ def predict_steps(
       fluctuating temperature per normal mode; :math:`T` is the median over paths of
       :math:`s^*/(1-\beta)`. Its cost does not grow with :math:`1/\eta`.
     - ``method="ode"``: the same with the temperatures at their mean (one path): the critical
-      reduced ODE of THEORY §6.6 with per-mode relaxation rates; it misses the fluctuations (−29% on
+      reduced ODE of docs/theory.md §6.6 with per-mode relaxation rates; it misses the fluctuations (−29% on
       the toy at :math:`\kappa = 1/4`).
     - ``method="flow"``: the label-noise flow in :math:`t = \eta_\mathrm{eff}^2k`
       (:math:`T = t^*/\eta_\mathrm{eff}^2`), the adiabatic limit :math:`\kappa\to0`, ``resolution``
@@ -491,7 +491,7 @@ def settle_estimate(*, flow_time, distance, grad_norm, eta, beta, sigma, batch_s
 
     with :math:`t^*` the time the label-noise flow (at this :math:`\sigma, B`) takes to meet the
     criterion and :math:`\Delta` the distance it travels: the adiabatic drift time, the ballistic
-    first-passage time of the non-adiabatic start (THEORY §6.5) and the settling of the momentum
+    first-passage time of the non-adiabatic start (docs/theory.md §6.5) and the settling of the momentum
     memory. Each term dominates in one regime; the sum is within a small factor everywhere, which is
     what a horizon needs (sweeps use a multiple of it and report censored runs).
     """

@@ -1,4 +1,4 @@
-"""The critical-regime reduced ODE at gamma = 2/3 against simulations of the toy (THEORY §6.6-6.7)."""
+"""The critical-regime reduced ODE at gamma = 2/3 against simulations of the toy (docs/theory.md §6.6-6.7)."""
 
 import jax
 import jax.numpy as jnp
@@ -48,7 +48,7 @@ def simulated_settle(eta, C, eps, seeds=128, delta=0.1):
 
 
 def test_reduced_ode_reproduces_theory_table():
-    # THEORY §6.7 brackets: [18.1] (eps 0.5, C 1), [10.8] (eps 0.5, C 0.5), [4.9] (eps 1, C 1).
+    # docs/theory.md §6.7 brackets: [18.1] (eps 0.5, C 1), [10.8] (eps 0.5, C 0.5), [4.9] (eps 1, C 1).
     assert reduced_ode_settle(1.0, 0.5) == pytest.approx(18.1, abs=0.1)
     assert reduced_ode_settle(0.5, 0.5) == pytest.approx(10.8, abs=0.1)
     assert reduced_ode_settle(1.0, 1.0) == pytest.approx(4.9, abs=0.1)
@@ -58,7 +58,7 @@ def test_reduced_ode_matches_simulation_as_eta_shrinks():
     """T_settle eta^(2/3) is eta-independent at gamma = 2/3 and tends to the ODE's s*/C.
 
     kappa = 0.5 (C = 0.5): a visible finite-eta gap (about 20% at eta = 0.1) that closes as eta shrinks.
-    kappa = 0.0625 (C = 1): within a few percent already (THEORY §6.7: 18.1 [18.1]). Medians over 128
+    kappa = 0.0625 (C = 1): within a few percent already (docs/theory.md §6.7: 18.1 [18.1]). Medians over 128
     seeds (statistical error of the median about 3%).
     """
     ode = reduced_ode_settle(0.5, 0.5)
@@ -87,4 +87,4 @@ def test_optimal_C_scales_as_eps_to_two_thirds():
         best.append(c_star)
     slope = np.polyfit(np.log(eps), np.log(best), 1)[0]
     assert slope == pytest.approx(2 / 3, abs=0.1)
-    assert best[1] == pytest.approx(1.0, rel=0.2)  # THEORY §6.7: C* ~ 1 at eps = 1
+    assert best[1] == pytest.approx(1.0, rel=0.2)  # docs/theory.md §6.7: C* ~ 1 at eps = 1

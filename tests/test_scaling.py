@@ -1,4 +1,4 @@
-"""The scaling reproductions of THEORY §7 (toy valley) and the quick matrix-sensing preset, end to end.
+"""The scaling reproductions of docs/theory.md §7 (toy valley) and the quick matrix-sensing preset, end to end.
 
 These run the same code as `flatter scaling --preset quick` and assert the issue's acceptance numbers.
 """

@@ -1,4 +1,4 @@
-"""SNGM against a NumPy recurrence, and its invariants (THEORY.md §3)."""
+"""SNGM against a NumPy recurrence, and its invariants (docs/theory.md §3)."""
 
 import jax
 import jax.numpy as jnp

@@ -1,4 +1,4 @@
-"""The label-noise stationary variance law on the toy valley's transverse direction (THEORY §6.2).
+"""The label-noise stationary variance law on the toy valley's transverse direction (docs/theory.md §6.2).
 
 For frozen curvature h (curvature_slope = 0) the transverse coordinate is the AR(2) process
 x_{k+1} = (1 + beta - eta h) x_k - beta x_{k-1} + eta eps sqrt(h) xi_k, whose stationary variance is

@@ -193,35 +193,29 @@ def test_a_users_own_problem_sweeps_resumes_fits_and_plots(tmp_path):
         SweepSpec.for_problem(problem, observable="recovery_error", phase1=False)
 
 
-NOTEBOOK = """
-import jax.numpy as jnp, flatter
-predict = lambda theta, x: jnp.sqrt(1.0 + theta[1] ** 2) * theta[0] * x[:, 0]
-problem = flatter.Problem(predict, jnp.ones((1, 1)), jnp.zeros(1), name="my-valley",
-                          observables={"abs_y": lambda problem, theta: jnp.abs(theta[1])})
-spec = flatter.sweep.SweepSpec.for_problem(problem, gammas=(0.5, 2 / 3, 0.85), etas=(0.01, 0.004, 0.0016),
-                                           seeds=4, observable="abs_y", threshold=0.1, phase1=False)
-results = flatter.sweep.run_sweep(spec, OUT, problem=problem, params0=jnp.array([0.0, 1.0]), progress=False)
-summary = flatter.sweep.summarize(results)
-print(summary.table())
-flatter.figures.scaling_figure(results, summary).savefig(OUT / "scaling.png")
-"""
+def readme_notebook() -> str:
+    """The README's notebook on a user's own model (the python block under its heading), verbatim."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text.split("## A notebook on your own model", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
 
 
-def test_a_notebook_prints_the_clis_table_and_draws_its_figure_in_ten_lines(tmp_path, capsys):
-    """The README's promise for a user's own model: public names only, at most 10 lines."""
-    code = NOTEBOOK.strip()
-    assert len(code.splitlines()) <= 10 and "drivers" not in code and "._" not in code
-    exec(compile(code, "notebook", "exec"), {"OUT": tmp_path})
+def test_the_readme_notebook_prints_the_clis_table_and_draws_its_figure_in_ten_lines(tmp_path, capsys, monkeypatch):
+    """The README's promise for a user's own model: public names only, at most 10 lines, the CLI's table."""
+    code = readme_notebook()
+    assert len([line for line in code.splitlines() if line.strip()]) <= 10
+    assert "drivers" not in code and "._" not in code
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README notebook", "exec"), {})
     table = capsys.readouterr().out
     assert "alpha in T ~ eta^-alpha, my-valley" in table and "gamma* = argmin_gamma T_settle" in table
     rows = [line.split() for line in table.splitlines() if line.startswith("sgdm ")]
     assert [float(r[1]) for r in rows] == [0.5, 0.667, 0.85]
-    assert float(rows[0][3]) == pytest.approx(1.0, abs=0.15)  # alpha(1/2) = 2 - 2 gamma, THEORY §7
+    assert float(rows[0][3]) == pytest.approx(1.0, abs=0.15)  # alpha(1/2) = 2 - 2 gamma, docs/theory.md §1.5
     # the table is the summary's, the summary is the fits': the CLI prints the same function of the same numbers
-    results = flatter.sweep.load(tmp_path)
+    results = flatter.sweep.load(tmp_path / "out")
     assert float(rows[1][3]) == pytest.approx(results.power_law("sgdm", gamma=2 / 3).alpha, abs=0.005)
-    gs = results.optimal_gamma("sgdm")
-    assert f"{gs.gamma:.3f}" in table
+    assert f"{results.optimal_gamma('sgdm').gamma:.3f}" in table
     assert (tmp_path / "scaling.png").stat().st_size > 20_000
 
 

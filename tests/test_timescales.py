@@ -1,4 +1,4 @@
-"""The analytic predictor against independent computations (THEORY.md §6.2-6.9)."""
+"""The analytic predictor against independent computations (docs/theory.md §6.2-6.9)."""
 
 import math
 
@@ -61,7 +61,7 @@ def test_geometry_and_drift_on_toy():
 
 
 def test_predicted_steps_match_the_adiabatic_closed_form():
-    """gamma = 0 (plain SGD) on the toy: T = 2 ln(y0/delta) / (eta^2 eps^2) (THEORY §6.7: 29473)."""
+    """gamma = 0 (plain SGD) on the toy: T = 2 ln(y0/delta) / (eta^2 eps^2) (docs/theory.md §6.7: 29473)."""
     problem = flatter.Problem(
         flatter.problems.toy_valley().predict,
         jnp.ones((1, 1)),
@@ -103,7 +103,7 @@ def test_predict_steps_says_when_the_point_is_unstable():
 
 
 def numpy_toy_settle(eta, beta, sigma, steps, seeds=64, delta=0.1, seed=0):
-    """THEORY §6.7's NumPy toy (h = 1 + y^2, y0 = 1, B = 1): the median settling step of |y| < delta."""
+    """docs/theory.md §6.7's NumPy toy (h = 1 + y^2, y0 = 1, B = 1): the median settling step of |y| < delta."""
     rng = np.random.default_rng(seed)
     x, y = np.zeros(seeds), np.ones(seeds)
     vx, vy = np.zeros(seeds), np.zeros(seeds)
@@ -137,7 +137,7 @@ def test_reduced_sde_predicts_the_large_coupling_case_the_ode_misses():
 
 def test_reduced_sde_without_fluctuations_is_the_critical_ode():
     """fluctuations=False at small eta (every mode underdamped, relaxing at rate 1, weight 1): the
-    critical reduced ODE of THEORY §6.6, integrated independently by flatter.limit.critical_flow."""
+    critical reduced ODE of docs/theory.md §6.6, integrated independently by flatter.limit.critical_flow."""
     toy = flatter.problems.toy_valley()
     eta = 1e-6
     beta = 1 - eta ** (2 / 3)  # C = 1: kappa = 1/4

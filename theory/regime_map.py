@@ -11,8 +11,8 @@
 # # When is γ* = 2/3? A regime map from the reduced SDE
 #
 # Label-noise SGD with heavy-ball momentum, 1 − β = C η^γ, on the toy valley f(x, y) = √(1 + y²) x
-# (THEORY.md §6), from y = 1 to |y| < 0.1 (settling). At γ = 2/3 every η cancels from the reduced
-# dynamics along the valley (THEORY §6.6):
+# (docs/theory.md §6), from y = 1 to |y| < 0.1 (settling). At γ = 2/3 every η cancels from the reduced
+# dynamics along the valley (docs/theory.md §6.6):
 #
 #     y'' + y' = −κ u(s) ∂_y tr∇²L = −2κ u(s) y,    κ = σ²/(4BC³),    s = (1 − β) k,
 #

@@ -11,7 +11,7 @@
 # # Two timescales and the V-shaped exponent α(γ)
 #
 # Label-noise SGD with heavy-ball momentum, 1 − β = C η^γ, on the toy valley
-# f(x, y) = √(1 + y²) x (THEORY.md §6). Two times set how long it takes to reach the flat point
+# f(x, y) = √(1 + y²) x (docs/theory.md §6). Two times set how long it takes to reach the flat point
 # y = 0 from y = 1:
 #
 # - τ1, the relaxation of the transverse fluctuations, read off the spectral radius of the heavy-ball

@@ -8,3 +8,14 @@ from ._trace import (
     hutchinson_observable as hutchinson_observable,
     hutchinson_trace as hutchinson_trace,
 )
+
+__all__ = [
+    "SpectralDensity",
+    "spectral_density",
+    "lanczos_ritz_values",
+    "sharpness",
+    "curvature_matvec",
+    "TraceEstimate",
+    "hutchinson_observable",
+    "hutchinson_trace",
+]

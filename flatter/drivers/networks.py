@@ -3,7 +3,7 @@
 Phase 1 fits the training set by full-batch gradient descent (gradients accumulated over minibatches)
 and saves a checkpoint; phase 2 is a sweep of label-noise SGDM, 1 - beta = C eta^gamma, over a gamma
 grid, an eta grid and seeds, through :func:`flatter.sweep.run_sweep` (resumable, sharded, diverged
-runs masked). Two convergence times per run (THEORY §1.7): the settling time of tr∇²L (Hutchinson,
+runs masked). Two convergence times per run (docs/theory.md §1.7): the settling time of tr∇²L (Hutchinson,
 a few fixed probes on a fixed subset of the training set) below ``threshold`` times its phase-1
 value, and the time the smoothed test accuracy settles within 0.5 pt of its final plateau.
 """
@@ -34,7 +34,7 @@ from ..transforms import heavy_ball, label_flip, label_noise
 from ._presets import load_dataset, pick_preset
 
 ACCURACY_TOLERANCE = 0.005
-"""The accuracy criterion's band: within 0.5 pt of the final plateau (THEORY §1.7)."""
+"""The accuracy criterion's band: within 0.5 pt of the final plateau (docs/theory.md §1.7)."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,10 +16,10 @@ GAMMAS_HIGH = (0.5, 0.6, 2 / 3, 0.75, 0.85)
 def presets(problem: str, preset: str) -> list[SweepSpec]:
     """The sweeps of a preset. ``quick`` is sized for 2 CPU cores in minutes; ``paper`` is the full grid.
 
-    Every preset has the baselines of THEORY §5 (label-noise SGD at the same eta and at eta_eff);
+    Every preset has the baselines of docs/theory.md §5 (label-noise SGD at the same eta and at eta_eff);
     ``paper`` adds Nesterov momentum and, where the problem allows minibatches, SGD noise without
     label noise. gamma <= 0.25 needs larger learning rates (T ~ eta^-2 + 2 gamma), so it is a separate
-    sweep with its own eta grid, as in THEORY §6.7.
+    sweep with its own eta grid, as in docs/theory.md §6.7.
     """
     quick = preset == "quick"
     if preset not in ("quick", "paper"):

@@ -11,3 +11,13 @@ from ._scaling import (
     scaling_figure as scaling_figure,
     settling_times as settling_times,
 )
+
+__all__ = [
+    "draw_lower_bounds",
+    "grid_ticks",
+    "save_figure",
+    "exponents",
+    "gamma_star",
+    "scaling_figure",
+    "settling_times",
+]

@@ -7,3 +7,14 @@ from ._study import (
     tune_and_train as tune_and_train,
 )
 from ._train import TrainingCurves as TrainingCurves, train_runs as train_runs
+
+__all__ = [
+    "LABELS",
+    "OPTIMIZERS",
+    "large_batch_optimizer",
+    "CellResult",
+    "epochs_to_target",
+    "tune_and_train",
+    "TrainingCurves",
+    "train_runs",
+]

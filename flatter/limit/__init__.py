@@ -29,3 +29,27 @@ from ._time_map import (
     steps_to_time as steps_to_time,
     time_to_steps as time_to_steps,
 )
+
+__all__ = [
+    "coupling_at_two_thirds",
+    "critical_flow",
+    "critical_kappa",
+    "LimitDynamics",
+    "label_noise_flow",
+    "limit_sde",
+    "second_derivative_of_gradient",
+    "LimitSolution",
+    "ProjectedSolver",
+    "integrate",
+    "ModeParameters",
+    "mode_parameters",
+    "isotropic_noise",
+    "label_noise_covariance",
+    "minibatch_noise",
+    "ReducedSolution",
+    "reduced_sde",
+    "sngm_flow",
+    "effective_learning_rate",
+    "steps_to_time",
+    "time_to_steps",
+]

@@ -58,7 +58,7 @@ def critical_flow(
     projection_iterations: int = 2,
     start_temperature: float = 0.0,
 ) -> LimitSolution:
-    r"""Integrate the critical-regime reduced ODE (THEORY.md §6.6) on Γ.
+    r"""Integrate the critical-regime reduced ODE (docs/theory.md §6.6) on Γ.
 
     In the time :math:`s = (1-\beta)k`, with the tangent velocity :math:`P` in units of
     :math:`1-\beta` and the transverse "temperature" :math:`u` (energy over its stationary value):

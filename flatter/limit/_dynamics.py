@@ -40,7 +40,7 @@ def label_noise_flow(
     matrix_free: bool | None = None,
     projector: str | None = None,
 ) -> LimitDynamics:
-    r"""The label-noise limit flow on Γ (Li-Wang-Arora; with momentum, THEORY.md R1):
+    r"""The label-noise limit flow on Γ (Li-Wang-Arora; with momentum, docs/theory.md §1.5 (R1)):
 
     .. math::
 
@@ -86,7 +86,7 @@ def second_derivative_of_gradient(fp: FlatProblem, theta: Vector, a: Vector, b: 
 def limit_sde(problem: Problem, noise: NoiseFactor, *, eta: float, beta: float) -> LimitDynamics:
     r"""The limit SDE on Γ for gradient noise :math:`\Sigma = FF^\top` and heavy ball :math:`(\eta,\beta)`.
 
-    Li-Wang-Arora Theorem 5.2 with the momentum normal covariance of THEORY.md §6.8, in time
+    Li-Wang-Arora Theorem 5.2 with the momentum normal covariance of docs/theory.md §6.8, in time
     :math:`t = k\,\eta_\mathrm{eff}^2` (Itô):
 
     .. math::

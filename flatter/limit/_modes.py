@@ -29,7 +29,7 @@ class ModeParameters(NamedTuple):
     r"""Per normal mode :math:`i`: what the reduced SDE needs of the transverse heavy-ball dynamics.
 
     ``weight`` :math:`c_i = 2(1+\beta)/(2(1+\beta)-\eta h_i)` (the exact stationary variance over its
-    :math:`\eta\to0` value, THEORY §6.2); ``rate`` :math:`r_i = -2\ln\rho_i/(1-\beta)`, the variance
+    :math:`\eta\to0` value, docs/theory.md §6.2); ``rate`` :math:`r_i = -2\ln\rho_i/(1-\beta)`, the variance
     relaxation rate in :math:`s = (1-\beta)k` (1 for an underdamped mode); ``dof`` 2 for an underdamped
     mode (energy in two quadratures: exponentially distributed) and 1 for an overdamped one (:math:`x^2`
     of a Gaussian: :math:`\chi^2_1`).

@@ -62,7 +62,7 @@ def reduced_sde(
     stationarity, started at ``start_temperature`` (0 on Γ). With ``fluctuations=False``
     (:math:`u_i` = its mean) and every mode underdamped this is :func:`critical_flow`'s ODE; the
     fluctuations are what that ODE drops: one mode's energy is as random as it is large, and the
-    force along Γ follows it (THEORY §6.7's −29% at large :math:`\kappa`). The label noise also
+    force along Γ follows it (docs/theory.md §6.7's −29% at large :math:`\kappa`). The label noise also
     kicks :math:`P` directly: off Γ by the transverse offset :math:`x`, its gradient
     :math:`-\sigma J^\top\xi/\sqrt{Bn}` has the tangent part :math:`-\sigma P_T\nabla_\theta(\xi^\top J x)/\sqrt{Bn}`;
     each step adds :math:`-(\eta/(1-\beta))\sqrt{ds/(1-\beta)}` times one draw of it, with

@@ -18,7 +18,7 @@ def effective_learning_rate(eta, beta) -> jax.Array:
 def steps_to_time(steps, eta, beta) -> jax.Array:
     r"""Limit time of ``steps`` heavy-ball steps: :math:`t = k\,\eta_\mathrm{eff}^2`.
 
-    This is the time of the valley dynamics in the adiabatic regime (THEORY.md R1): label-noise
+    This is the time of the valley dynamics in the adiabatic regime (docs/theory.md §1.5 (R1)): label-noise
     SGD with momentum moves along Γ like SGD with learning rate :math:`\eta_\mathrm{eff}`, and LWA's
     time :math:`t = \eta^2 k` becomes :math:`t = \eta_\mathrm{eff}^2 k`.
 

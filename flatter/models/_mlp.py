@@ -13,7 +13,7 @@ class MLP(nnx.Module):
 
     Input images are flattened; widths are ``in -> width -> ... -> width -> outputs`` (``depth - 1``
     hidden layers of ``width``). The paper's MLP-6 is ``depth=6``; its width is not stated, 256-512
-    is the plausible range (THEORY §1.7). Build the Problem with ``Problem.from_flax``.
+    is the plausible range (docs/theory.md §1.7). Build the Problem with ``Problem.from_flax``.
 
     Examples:
       >>> from flax import nnx

@@ -25,3 +25,10 @@ def make_problem(name: str, **kwargs) -> Problem:
     if name not in PROBLEMS:
         raise ValueError(f"unknown problem name {name!r}; choose one of {', '.join(PROBLEMS)}")
     return PROBLEMS[name](**kwargs)
+
+
+__all__ = [
+    "matrix_sensing",
+    "teacher_student",
+    "toy_valley",
+]

@@ -1,4 +1,4 @@
-"""Overparametrized matrix sensing (THEORY.md §1.7)."""
+"""Overparametrized matrix sensing (docs/theory.md §1.7)."""
 
 from __future__ import annotations
 

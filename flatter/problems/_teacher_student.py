@@ -1,4 +1,4 @@
-"""A two-layer teacher and an overparametrized two-layer student (THEORY.md §1.7)."""
+"""A two-layer teacher and an overparametrized two-layer student (docs/theory.md §1.7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The two-parameter toy valley of THEORY.md §6.1."""
+"""The two-parameter toy valley of docs/theory.md §6.1."""
 
 from __future__ import annotations
 

@@ -105,7 +105,7 @@ def vertex(xs, ys) -> float:
 class OptimalGamma(NamedTuple):
     """The optimal gamma: per eta, the vertex of log(median T) over gamma, with 95% bootstrap intervals.
 
-    ``gamma``/``ci`` are those of the smallest eta (the most asymptotic, THEORY §1.7: gamma*(eta) -> 2/3 as
+    ``gamma``/``ci`` are those of the smallest eta (the most asymptotic, docs/theory.md §1.7: gamma*(eta) -> 2/3 as
     eta decreases); ``per_eta``/``per_eta_ci`` follow the etas in the order given; ``alpha_vertex`` is the
     vertex of the fitted alpha(gamma) (NaN when a fit failed or with fewer than three etas).
     """

@@ -26,7 +26,7 @@ VARIANTS = ("sgdm", "nesterov", "sgd-same-eta", "sgd-eta-eff", "sgdm-no-label-no
 
 - ``sgdm``: label-noise heavy ball with beta = 1 - C eta^gamma;
 - ``nesterov``: the same with Nesterov momentum;
-- ``sgd-same-eta``: label-noise SGD (beta = 0) at the same eta (THEORY §5 baseline);
+- ``sgd-same-eta``: label-noise SGD (beta = 0) at the same eta (docs/theory.md §5 baseline);
 - ``sgd-eta-eff``: label-noise SGD at eta_eff = eta / (1 - beta) (the fair baseline of Wang et al.);
 - ``sgdm-no-label-noise``: heavy ball with minibatch SGD noise only (needs batch_size < n);
 - ``sngm``: label-noise SNGM (:func:`flatter.sngm`, the normalized gradient in the momentum buffer) with the

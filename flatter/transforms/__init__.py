@@ -30,3 +30,27 @@ from ._momentum_rule import (
     scaled_heavy_ball as scaled_heavy_ball,
 )
 from ._sngm import SNGMState as SNGMState, sngm as sngm
+
+__all__ = [
+    "heavy_ball",
+    "LabelFlipConfig",
+    "LabelFlipState",
+    "draw_label_flip",
+    "label_flip",
+    "LabelNoiseConfig",
+    "LabelNoiseState",
+    "draw_label_noise",
+    "label_noise",
+    "label_noise_batch",
+    "label_perturbation",
+    "leading_label_noise",
+    "LargeBatchSchedule",
+    "large_batch_schedule",
+    "lars_masked",
+    "matrices_only",
+    "ScaledHeavyBallState",
+    "momentum_rule",
+    "scaled_heavy_ball",
+    "SNGMState",
+    "sngm",
+]

@@ -146,7 +146,7 @@ def label_noise(
     transform returns as its new state: the same trajectory to rounding.
 
     Args:
-      sigma: noise scale :math:`\sigma \ge 0` (:math:`\varepsilon` in THEORY.md), number or array.
+      sigma: noise scale :math:`\sigma \ge 0` (:math:`\varepsilon` in docs/theory.md), number or array.
       key: PRNG key kept in the state and split at every step.
       mode: ``"minibatch"``, ``"all"`` or ``"one"`` (see :func:`label_perturbation`).
       distribution: ``"gaussian"`` or ``"rademacher"`` (:math:`\pm\sigma`, as Damian et al.).

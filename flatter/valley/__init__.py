@@ -21,3 +21,25 @@ from ._tangent import (
     tangent_projector as tangent_projector,
     trace_hessian as trace_hessian,
 )
+
+__all__ = [
+    "FlatProblem",
+    "flatten",
+    "GAUSS_NEWTON_SOLVERS",
+    "ValleyError",
+    "gauss_newton_step",
+    "gauss_newton_steps",
+    "gram_solve",
+    "project",
+    "hessian_spectrum",
+    "normal_curvatures_flat",
+    "PROJECTOR_SOLVERS",
+    "dense_tangent_projector",
+    "flat_tangent_projector",
+    "gauss_newton_trace_flat",
+    "matrix_free_tangent_projector",
+    "riemannian_gradient_trace",
+    "riemannian_gradient_trace_flat",
+    "tangent_projector",
+    "trace_hessian",
+]
