@@ -22,7 +22,7 @@ import jax
 import optax
 
 import flatter
-from flatter._full_batch import full_batch_gradient
+from flatter import full_batch_gradient
 from flatter.drivers.networks import build_problem, preset
 
 

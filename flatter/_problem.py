@@ -9,7 +9,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, PyTree, Scalar
+from jaxtyping import Array, ArrayLike, Float, PyTree, Scalar
 
 Params = PyTree[Float[Array, "..."]]
 Observable = Callable[["Problem", Params], Scalar]
@@ -114,13 +114,13 @@ class Problem(eqx.Module):
     def __init__(
         self,
         predict: Callable[[Params, Array], Array],
-        inputs: Array,
-        targets: Array,
+        inputs: ArrayLike,
+        targets: ArrayLike,
         *,
-        test_inputs: Array | None = None,
-        test_targets: Array | None = None,
+        test_inputs: ArrayLike | None = None,
+        test_targets: ArrayLike | None = None,
         observables: Mapping[str, Observable] | None = None,
-        extras: Mapping[str, Array] | None = None,
+        extras: Mapping[str, ArrayLike] | None = None,
         trace_hessian: Callable[[Problem, Params], Scalar] | None = None,
         pullback: Callable[[Params, Array, Array], Params] | None = None,
         init_params: Callable[[Any], Params] | None = None,

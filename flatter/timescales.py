@@ -153,20 +153,20 @@ def predict_timescales(
     else:
         regime = "critical"
     return Timescales(
-        eta,
-        beta,
-        eta_eff,
-        stable,
-        underdamped,
-        tau1,
-        tau1_asym,
-        variance,
-        float(jnp.sum(h * variance) / 2),
-        velocity,
-        speed,
-        tau2,
-        kappa,
-        regime,
+        eta=eta,
+        beta=beta,
+        eta_eff=eta_eff,
+        stable=stable,
+        underdamped=underdamped,
+        tau1=tau1,
+        tau1_asymptotic=tau1_asym,
+        variance=variance,
+        plateau_loss=float(jnp.sum(h * variance) / 2),
+        drift_velocity=velocity,
+        drift_speed=speed,
+        tau2=tau2,
+        kappa=kappa,
+        regime=regime,
     )
 
 
@@ -315,15 +315,15 @@ def predict_grid(
     settle_samples = np.where(settle_cens, np.inf, settle)
     with np.errstate(invalid="ignore"):
         return StepsGrid(
-            np.where(stable, np.median(first, axis=1), np.inf),
-            np.where(stable, np.median(settle, axis=1), np.inf),
-            ~stable | (settle_cens.mean(axis=1) > 0.5),
-            stable,
-            first_samples,
-            settle_samples,
-            evaluations,
-            method,
-            point_evaluations,
+            first=np.where(stable, np.median(first, axis=1), np.inf),
+            settle=np.where(stable, np.median(settle, axis=1), np.inf),
+            censored=~stable | (settle_cens.mean(axis=1) > 0.5),
+            stable=stable,
+            first_samples=first_samples,
+            settle_samples=settle_samples,
+            model_evaluations=evaluations,
+            method=method,
+            point_evaluations=point_evaluations,
         )
 
 
@@ -376,6 +376,14 @@ def predict_steps(
 
     At an unstable point (:math:`\eta h_\max > 2(1+\beta)`) it says so (``stable=False``, infinite
     steps) instead of predicting a finite time.
+
+    Examples:
+      >>> import jax.numpy as jnp, flatter
+      >>> problem = flatter.problems.toy_valley()
+      >>> p = flatter.timescales.predict_steps(problem, jnp.array([0.0, 1.0]), eta=0.01, beta=0.0, sigma=1.0,
+      ...                                      observable="abs_y", threshold=0.1, method="flow")
+      >>> print(round(p.settle / (2 * 2.302585 / 0.01**2), 2))  # the flow's y = exp(-t/2): t* = 2 ln 10, t = eta^2 k
+      1.0
     """
     check_positive("eta", eta)
     check_momentum("beta", beta)
@@ -398,13 +406,15 @@ def predict_steps(
             key=key,
         )
         if not grid.stable[0]:
-            return StepsPrediction(math.inf, math.inf, True, "unstable", 0, stable=False)
+            return StepsPrediction(
+                first=math.inf, settle=math.inf, censored=True, method="unstable", model_evaluations=0, stable=False
+            )
         return StepsPrediction(
-            float(grid.first[0]),
-            float(grid.settle[0]),
-            bool(grid.censored[0]),
-            method,
-            grid.model_evaluations,
+            first=float(grid.first[0]),
+            settle=float(grid.settle[0]),
+            censored=bool(grid.censored[0]),
+            method=method,
+            model_evaluations=grid.model_evaluations,
             settle_samples=grid.settle_samples[0],
         )
     resolution = check_positive_int("resolution", 2000 if resolution is None else resolution)
@@ -412,7 +422,9 @@ def predict_steps(
     geo = measure_geometry(problem, params0)
     ts = predict_timescales(geo, eta=eta, beta=beta, sigma=sigma, batch_size=batch_size)
     if not ts.stable:  # the discrete dynamics blow up: no limit dynamics describes them
-        return StepsPrediction(math.inf, math.inf, True, "unstable", 0, stable=False)
+        return StepsPrediction(
+            first=math.inf, settle=math.inf, censored=True, method="unstable", model_evaluations=0, stable=False
+        )
     horizon = 4.0 * ts.tau2 * (eta / a) ** 2
     horizon = horizon if math.isfinite(horizon) and horizon > 0 else 1.0
     flow = _label_noise_flow(problem, sigma=sigma, batch_size=batch_size)
@@ -428,7 +440,11 @@ def predict_steps(
     first = first_passage(sol.ts, sol.observables[observable], threshold, below=below)
     scale = (a / eta) ** 2
     return StepsPrediction(
-        float(first.time) * scale, float(settle.time) * scale, bool(settle.censored), "flow", evaluations
+        first=float(first.time) * scale,
+        settle=float(settle.time) * scale,
+        censored=bool(settle.censored),
+        method="flow",
+        model_evaluations=evaluations,
     )
 
 

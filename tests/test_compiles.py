@@ -12,8 +12,7 @@ import numpy as np
 import optax
 
 import flatter
-from flatter.sweep import SweepSpec, run_sweep
-from flatter.sweep._run import chunk_sizes
+from flatter.sweep import SweepSpec, chunk_sizes, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,7 +11,7 @@ import flatter
 from flatter.drivers import sngm_valley
 from flatter.limit import label_noise_flow, sngm_flow
 from flatter.sweep import run_sweep
-from flatter.valley._flat import flatten
+from flatter.valley import flatten
 
 
 def test_the_sngm_variant_of_a_sweep_is_label_noise_then_sngm(tmp_path):

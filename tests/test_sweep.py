@@ -124,7 +124,7 @@ def test_flow_reference_agrees_with_the_library_integrator():
     """The horizon reference (Gram solves, auto step) against flatter.limit.integrate (pinv/lstsq, fine fixed step)."""
     import jax
 
-    from flatter.sweep._reference import flow_reference
+    from flatter.sweep import flow_reference
 
     problem = flatter.problems.matrix_sensing(10, 1, 20, key=jax.random.key(0))
     params, _ = flatter.interpolate(problem, problem.init_params(jax.random.key(1)))

@@ -177,9 +177,18 @@ def test_predict_spec_on_a_users_problem_gives_the_registered_problems_numbers_a
     """sweep.predict_spec on the toy quick grid (kappa = 1/4: the underdamped side of the regime map) predicts
     gamma* within 0.05 of 2/3 at the smallest eta (a physics claim that fails for an overdamped setting, see
     the next assertion), and a Problem built in a notebook from the same predict function gets the same numbers."""
-    from flatter.drivers.scaling import presets
-
-    spec = presets("toy-valley", "quick")[-1]
+    # The toy quick preset's grid (flatter scaling --problem toy-valley), written out as a user would.
+    spec = flatter.sweep.SweepSpec(
+        problem="toy-valley",
+        gammas=(0.5, 0.6, 2 / 3, 0.75, 0.85),
+        etas=(0.01, 0.004, 0.0016, 0.00064),
+        observable="abs_y",
+        threshold=0.1,
+        phase1=False,
+        label_noise_mode="one",
+        seeds=32,
+        max_steps=2**16,
+    )
     registered = flatter.sweep.predict_spec(spec, seeds=16, extra_decades=0)
     assert abs(registered.gamma_star[-1] - 2 / 3) < 0.05
     assert registered.overshoot > 1.05  # settling waits for the overshoot at gamma = 2/3

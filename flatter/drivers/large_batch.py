@@ -22,7 +22,16 @@ import numpy as np
 
 from .._io import environment, save_arrays, save_json
 from .._problem import Problem
-from ..large_batch import LABELS, OPTIMIZERS, CellResult, tune_and_train
+from ..figures import large_batch_figure, save_figure
+from ..large_batch import (
+    LABELS,
+    OPTIMIZERS,
+    CellResult,
+    format_summary,
+    mean_sd,
+    summarize_cells,
+    tune_and_train,
+)
 from ._presets import load_dataset, pick_preset
 
 CLASSES = 10
@@ -279,62 +288,16 @@ def run_cells(problem: Problem, init, validation, config: LargeBatchPreset, fold
     return cells, seconds
 
 
-def _mean_sd(values: np.ndarray) -> tuple[float, float]:
-    values = np.asarray(values, dtype=np.float64)
-    finite = values[np.isfinite(values)]
-    if finite.size == 0:
-        return float("nan"), float("nan")
-    return float(finite.mean()), float(finite.std(ddof=1)) if finite.size > 1 else 0.0
-
-
 def _cell_line(cell: CellResult, note: str) -> str:
-    mean, sd = _mean_sd(cell.final_test_accuracy)
+    mean, sd = mean_sd(cell.final_test_accuracy)
     edge = " (grid edge)" if cell.at_edge else ""
     head = f"  {LABELS[cell.optimizer]:5s} B={cell.batch_size:<5d} lr={cell.learning_rate:<7.3g}{edge}"
     return f"{head} test {mean:.4f} ± {sd:.4f}  [{note}]"
 
 
 def summarize(cells: dict, config: LargeBatchPreset, tolerance: float = 0.01) -> dict:
-    """Per optimizer and batch size: tuned lr, test accuracy (mean, s.d., per seed), epochs to target; per
-    optimizer, the accuracy drop from the smallest to the largest batch and the largest batch whose mean
-    accuracy stays within ``tolerance`` of the optimizer's own at the smallest batch."""
-    rows, per_optimizer = [], {}
-    for name in config.optimizers:
-        means = []
-        for batch in config.batch_sizes:
-            cell = cells[name, batch]
-            mean, sd = _mean_sd(cell.final_test_accuracy)
-            reached = np.isfinite(cell.epochs_to_target)
-            e_mean, e_sd = _mean_sd(cell.epochs_to_target)
-            rows.append(
-                {
-                    "optimizer": name,
-                    "batch_size": batch,
-                    "learning_rate": cell.learning_rate,
-                    "at_grid_edge": cell.at_edge,
-                    "grid": cell.grid,
-                    "grid_validation_accuracy": cell.grid_validation,
-                    "grid_diverged_runs": cell.grid_diverged,
-                    "test_accuracy_mean": mean,
-                    "test_accuracy_sd": sd,
-                    "test_accuracy_per_seed": cell.final_test_accuracy,
-                    "diverged_seeds": int(cell.curves.diverged.sum()),
-                    "epochs_to_target_mean": e_mean,
-                    "epochs_to_target_sd": e_sd,
-                    "reached_target": int(reached.sum()),
-                }
-            )
-            means.append(mean)
-        means = np.array(means)
-        holds = np.nan_to_num(means, nan=-1.0) >= means[0] - tolerance
-        largest = config.batch_sizes[int(np.argmin(holds)) - 1] if not holds.all() else config.batch_sizes[-1]
-        per_optimizer[name] = {
-            "smallest_batch_accuracy": float(means[0]),
-            "largest_batch_accuracy": float(means[-1]),
-            "drop": float(means[0] - means[-1]),
-            "largest_batch_within_tolerance": int(largest) if holds[0] else None,
-        }
-    best_at_largest = max(config.optimizers, key=lambda o: np.nan_to_num(per_optimizer[o]["largest_batch_accuracy"]))
+    """:func:`flatter.large_batch.summarize_cells` with the preset's description."""
+    ordered = {(name, b): cells[name, b] for name in config.optimizers for b in config.batch_sizes}
     return {
         "dataset": config.dataset,
         "model": f"{config.model}{config.width}",
@@ -342,102 +305,22 @@ def summarize(cells: dict, config: LargeBatchPreset, tolerance: float = 0.01) ->
         "validation_examples": config.validation_per_class * CLASSES,
         "epochs": config.epochs,
         "target_accuracy": config.target_accuracy,
-        "tolerance": tolerance,
         "preset": dataclasses.asdict(config),
         "digest": config.digest(),
-        "rows": rows,
-        "per_optimizer": per_optimizer,
-        "best_at_largest_batch": best_at_largest,
+        **summarize_cells(ordered, tolerance=tolerance),
     }
 
 
-def print_summary(summary: dict) -> None:
-    print(
-        f"\n{summary['dataset']} {summary['model']}: {summary['train_examples']} training images, "
-        f"{summary['epochs']} epochs at every batch size; test accuracy (mean ± s.d. over seeds), epochs to "
-        f"{summary['target_accuracy']:.0%} test accuracy (runs that reached it)"
-    )
-    grids = {}
-    for r in summary["rows"]:
-        grids.setdefault(r["optimizer"], r["grid"])
-    print("  learning-rate grids (peak values, the same at every batch size):")
-    for name, grid in grids.items():
-        print(f"    {LABELS[name]:5s} " + " ".join(f"{v:g}" for v in grid))
-    print(f"  {'optimizer':9s} {'B':>5s} {'tuned lr':>9s}  {'test accuracy':>16s}  {'epochs to target':>17s}")
-    for r in summary["rows"]:
-        edge = "*" if r["at_grid_edge"] else " "
-        reach = f"{r['epochs_to_target_mean']:.1f} ± {r['epochs_to_target_sd']:.1f}" if r["reached_target"] else "-"
-        print(
-            f"  {LABELS[r['optimizer']]:9s} {r['batch_size']:5d} {r['learning_rate']:9.3g}{edge} "
-            f"{r['test_accuracy_mean']:.4f} ± {r['test_accuracy_sd']:.4f}  {reach:>12s} ({r['reached_target']}/"
-            f"{len(r['test_accuracy_per_seed'])})"
-        )
-    print("  (* the tuned value is at the edge of its grid)")
-    rows = summary["rows"]
-    smallest, largest = rows[0]["batch_size"], max(r["batch_size"] for r in rows)
-    print(
-        f"\naccuracy from B={smallest} to B={largest}, and the largest batch within "
-        f"{summary['tolerance']:.0%} of B={smallest}:"
-    )
-    for name, p in summary["per_optimizer"].items():
-        hold = p["largest_batch_within_tolerance"]
-        print(
-            f"  {LABELS[name]:5s} {p['smallest_batch_accuracy']:.4f} -> {p['largest_batch_accuracy']:.4f} "
-            f"(drop {100 * p['drop']:+.1f} pt), holds to B={hold}"
-        )
-    print(f"best at B={largest}: {LABELS[summary['best_at_largest_batch']]}")
-
-
 def plot(cells: dict, config: LargeBatchPreset, summary: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))
-    batches = np.array(config.batch_sizes)
-    colors = dict(zip(OPTIMIZERS, ("C0", "C3", "C2", "C7"), strict=True))
-    rows = {(r["optimizer"], r["batch_size"]): r for r in summary["rows"]}  # the table's means, s.d. and epochs
-    for i, name in enumerate(config.optimizers):
-        c = colors[name]
-        acc = np.array([cells[name, b].final_test_accuracy for b in batches])  # (batches, seeds)
-        mean = np.array([rows[name, b]["test_accuracy_mean"] for b in batches])
-        sd = np.array([rows[name, b]["test_accuracy_sd"] for b in batches])
-        axes[0].errorbar(batches, mean, yerr=sd, color=c, marker="o", capsize=3, label=LABELS[name])
-        axes[0].plot(np.repeat(batches, acc.shape[1]), acc.reshape(-1), ".", color=c, alpha=0.3, ms=4)
-        epochs = np.array([cells[name, b].epochs_to_target for b in batches])
-        reached = np.isfinite(epochs)
-        e_mean = np.array([rows[name, b]["epochs_to_target_mean"] for b in batches])
-        axes[1].plot(batches, e_mean, "o-", color=c, label=LABELS[name])
-        never = ~reached.any(axis=1)
-        top = np.full(never.sum(), config.epochs + 0.3 * (i + 1))  # staggered, so that no optimizer hides another
-        axes[1].plot(batches[never], top, "^", color=c, mfc="none", ms=9)
-        lr = np.array([cells[name, b].learning_rate for b in batches])
-        edge = np.array([cells[name, b].at_edge for b in batches])
-        axes[2].plot(batches, lr, "o-", color=c, label=LABELS[name])
-        axes[2].plot(batches[edge], lr[edge], "s", color=c, mfc="none", ms=11)
-    for ax in axes:
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("batch size B")
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("final test accuracy (mean ± s.d.; dots: seeds)")
-    axes[0].set_title(f"{config.epochs} epochs at every B (same gradient evaluations)")
-    axes[0].legend()
-    axes[1].axhline(config.epochs, color="k", lw=0.8, ls=":")
-    axes[1].set_ylabel(f"epochs to {config.target_accuracy:.0%} test accuracy")
-    axes[1].set_title("epochs to target (triangles: no seed reached it)")
-    axes[2].set_yscale("log")
-    axes[2].set_ylabel("tuned peak learning rate")
-    axes[2].set_title("tuned on validation (squares: grid edge)")
-    fig.suptitle(
+    caption = (
         f"{config.dataset}, {config.model}-{config.depth} width {config.width}, {summary['train_examples']} "
         f"training images: warm-up {config.warmup_epochs:g} epoch{'' if config.warmup_epochs == 1 else 's'} + cosine "
-        f"decay, L2 {config.weight_decay:g}",
-        fontsize=10,
+        f"decay, L2 {config.weight_decay:g}"
     )
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    fig = large_batch_figure(
+        cells, summary, epochs=config.epochs, target_accuracy=config.target_accuracy, caption=caption
+    )
+    save_figure(fig, path, dpi=120)
 
 
 def run_large_batch(
@@ -465,7 +348,7 @@ def run_large_batch(
         cell_seconds={f"{k[0]}-b{k[1]}": v for k, v in seconds.items()},
         environment=environment(),
     )
-    print_summary(summary)
+    print("\n" + format_summary(summary))
     save_json(out / "summary.json", summary)
     save_arrays(
         out / "curves.npz",

@@ -22,7 +22,9 @@ def _as_list(results: SweepResults | Sequence[SweepResults]) -> list[SweepResult
     return [results] if isinstance(results, SweepResults) else list(results)
 
 
-def settling_times(ax, results: SweepResults | Sequence[SweepResults], summary: ScalingSummary) -> dict:
+def settling_times(
+    ax, results: SweepResults | Sequence[SweepResults], summary: ScalingSummary, *, title: str | None = None
+) -> dict:
     r"""Median :math:`T_\mathrm{settle}` (IQR) against :math:`\eta` per :math:`\gamma` for SGDM and SGD at the same
     :math:`\eta`, with the fit line where the exponent is determined and censored medians as lower bounds.
 
@@ -84,7 +86,7 @@ def settling_times(ax, results: SweepResults | Sequence[SweepResults], summary: 
         yscale="log",
         xlabel=r"$\eta$",
         ylabel=r"$T_\mathrm{settle}$ (steps; median, IQR)",
-        title=rf"{summary.problem}: steps to settle, $1-\beta = C\eta^\gamma$ (lines: determined fits)",
+        title=title or rf"{summary.problem}: steps to settle, $1-\beta = C\eta^\gamma$ (lines: determined fits)",
     )
     grid_ticks(ax, all_etas)
     low, high = ax.get_ylim()
@@ -93,9 +95,15 @@ def settling_times(ax, results: SweepResults | Sequence[SweepResults], summary: 
     return omitted
 
 
-def exponents(ax, summary: ScalingSummary) -> None:
+CRITERION_LABELS = {"settle": "settling", "first": "first passage"}
+
+
+def exponents(
+    ax, summary: ScalingSummary, criteria: tuple[str, str] = ("settle", "first"), *, title: str | None = None
+) -> None:
     r""":math:`\alpha(\gamma)` with 95% bootstrap intervals against the :math:`\eta\to0` theory, and the measured
-    :math:`\gamma^*`; undetermined exponents hollow and grey with their whole interval."""
+    :math:`\gamma^*`; undetermined exponents hollow and grey with their whole interval. ``criteria``: the two
+    convergence times drawn (filled, then hollow), e.g. ``("settle", "accuracy_plateau")``."""
     from ..timescales import alpha as alpha_theory
 
     grid = np.linspace(0, 0.9, 91)
@@ -103,7 +111,7 @@ def exponents(ax, summary: ScalingSummary) -> None:
     ax.plot(grid, alpha_theory(grid, "first"), "k:", lw=1, label="theory, first passage")
     lows, highs = [0.0], [2.3]
     for variant, marker, color in (("sgdm", "o", "C0"), ("nesterov", "^", "C2"), ("sgd-eta-eff", "s", "C3")):
-        for criterion, filled in (("settle", True), ("first", False)):
+        for criterion, filled in zip(criteria, (True, False), strict=True):
             rows = [r for r in summary.rows if r.variant == variant and r.criterion == criterion]
             good = [r for r in rows if r.determined]
             bad = [r for r in rows if not r.determined and np.isfinite(r.alpha)]
@@ -120,7 +128,7 @@ def exponents(ax, summary: ScalingSummary) -> None:
                     color=color,
                     mfc=color if filled else "none",
                     capsize=2,
-                    label=f"{variant}, {'settling' if filled else 'first passage'}",
+                    label=f"{variant}, {CRITERION_LABELS.get(criterion, criterion.replace('_', ' '))}",
                 )
                 lows.append(float(np.min(a - err[0])))
             for r in bad:  # hollow and grey, with the whole interval: a value that is not a measurement
@@ -152,12 +160,22 @@ def exponents(ax, summary: ScalingSummary) -> None:
         text = rf"measured $\gamma^*$ = {gs.gamma:.3f} [{lo:.3f}, {hi:.3f}]" + "\n" + rf"at $\eta$ = {gs.eta:g}"
         if summary.kappa is not None:
             text += "\n" + rf"$\kappa = \sigma^2/(4BC^3)$ = {summary.kappa:.3g}"
-        ax.text(gs.gamma + 0.01, 0.97, text, transform=ax.get_xaxis_transform(), fontsize=7, va="top", color="C1")
+        right = gs.gamma > 0.6  # the label on the side with room, inside the axes
+        ax.text(
+            gs.gamma + (-0.01 if right else 0.01),
+            0.97,
+            text,
+            transform=ax.get_xaxis_transform(),
+            fontsize=7,
+            va="top",
+            ha="right" if right else "left",
+            color="C1",
+        )
     ax.axvline(2 / 3, color="k", lw=0.6, ls="--")
     ax.set(
         xlabel=r"$\gamma$",
         ylabel=r"$\alpha$ in $T\propto\eta^{-\alpha}$ (95% bootstrap CI)",
-        title=r"exponent $\alpha(\gamma)$; theory's $\gamma^*$ = 2/3 is its $\eta\to 0$ limit",
+        title=title or r"exponent $\alpha(\gamma)$; theory's $\gamma^*$ = 2/3 is its $\eta\to 0$ limit",
         ylim=(min(lows) - 0.05, max(highs) + 0.05),
     )
     ax.legend(fontsize=7, loc="lower left")

@@ -6,6 +6,7 @@ from ._study import (
     epochs_to_target as epochs_to_target,
     tune_and_train as tune_and_train,
 )
+from ._summary import format_summary as format_summary, mean_sd as mean_sd, summarize_cells as summarize_cells
 from ._train import TrainingCurves as TrainingCurves, train_runs as train_runs
 
 __all__ = [
@@ -15,6 +16,9 @@ __all__ = [
     "CellResult",
     "epochs_to_target",
     "tune_and_train",
+    "format_summary",
+    "mean_sd",
+    "summarize_cells",
     "TrainingCurves",
     "train_runs",
 ]

@@ -78,6 +78,15 @@ def critical_flow(
     (:math:`P \leftarrow e^{-ds}P - (1-e^{-ds})\kappa u\nabla_\Gamma\mathrm{tr}`), then :math:`P` is
     projected onto :math:`T_\theta\Gamma`, :math:`\theta \leftarrow \Pi(\theta + ds\,P)`. Returns the
     observables against :math:`s` (``LimitSolution.ts``).
+
+    Examples:
+      >>> import jax.numpy as jnp, flatter
+      >>> problem = flatter.problems.toy_valley()  # y'' + y' = -2 kappa u(s) y
+      >>> sol = flatter.limit.critical_flow(problem, jnp.array([0.0, 1.0]), kappa=0.25, s1=20.0, ds=0.01,
+      ...                                   save_every=500, observables=["y"])
+      >>> y = sol.observables["y"]
+      >>> print(y.shape, bool(y[0] == 1.0), bool(abs(y[-1]) < 0.1))
+      (5,) True True
     """
     check_range("kappa", kappa, lower=0.0)
     check_positive("s1", s1)

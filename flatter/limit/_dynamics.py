@@ -110,6 +110,14 @@ def limit_sde(problem: Problem, noise: NoiseFactor, *, eta: float, beta: float) 
     part of the others) are supplied by the integrators' projection onto Γ after every step.
     For label noise :math:`\Sigma = c\nabla^2L` this reduces to :func:`label_noise_flow`. Dense
     linear algebra: for models with up to a few thousand parameters.
+
+    Examples:
+      >>> import jax.numpy as jnp, flatter
+      >>> problem = flatter.problems.toy_valley()
+      >>> theta, fp = flatter.valley.flatten(problem, jnp.array([0.0, 0.5]))
+      >>> sde = flatter.limit.limit_sde(problem, flatter.limit.label_noise_covariance(2.0), eta=0.01, beta=0.9)
+      >>> print(sde.drift(fp, theta), sde.diffusion(fp, theta).ravel())  # the flow -(sigma^2/4) grad tr, no noise
+      [ 0. -1.] [0. 0.]
     """
     check_positive("eta", eta)
     check_momentum("beta", beta)

@@ -112,6 +112,15 @@ def integrate(
     :math:`\Pi` is ``projection_iterations`` minimum-norm Gauss-Newton steps (dense or LSMR). Time is
     the limit time :math:`t` (use :func:`steps_to_time` to compare with optimizer steps). Both paths
     work under ``jax.vmap`` over ``key``.
+
+    Examples:
+      >>> import jax.numpy as jnp, numpy as np, flatter
+      >>> problem = flatter.problems.toy_valley()  # tr Hess L = 1 + y^2 on the valley x = 0
+      >>> flow = flatter.limit.label_noise_flow(problem, sigma=1.0)  # dy/dt = -y/2
+      >>> sol = flatter.limit.integrate(problem, flow, jnp.array([0.0, 1.0]), t1=2.0, dt=0.001, save_every=1000,
+      ...                               observables=["y"])
+      >>> print(np.round(sol.observables["y"], 3), np.round(np.exp(-np.asarray(sol.ts) / 2), 3))
+      [1.    0.606 0.368] [1.    0.607 0.368]
     """
     check_choice("method", method, ("scan", "diffrax"))
     check_positive("t1", t1)

@@ -10,8 +10,10 @@ from ._fit import (
 )
 from ._grid import VARIANTS as VARIANTS, SweepSpec as SweepSpec, problem_digest as problem_digest
 from ._predict import PredictedScaling as PredictedScaling, predict_spec as predict_spec
+from ._reference import FlowReference as FlowReference, flow_reference as flow_reference
 from ._results import SweepResults as SweepResults, load as load
 from ._run import (
+    chunk_sizes as chunk_sizes,
     horizons as horizons,
     prepare as prepare,
     resolved_threshold as resolved_threshold,
@@ -30,6 +32,9 @@ from ._summary import (
 )
 
 __all__ = [
+    "FlowReference",
+    "flow_reference",
+    "chunk_sizes",
     "OptimalGamma",
     "PowerLawFit",
     "optimal_C",

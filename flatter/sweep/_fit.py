@@ -130,7 +130,15 @@ class OptimalGamma(NamedTuple):
 
 
 def optimal_gamma(gammas, etas, times, censored=None, *, n_boot: int = 500, seed: int = 0) -> OptimalGamma:
-    """gamma* from ``times[g, i, s]`` (gamma, eta, seed), with bootstrap intervals over seeds."""
+    """gamma* from ``times[g, i, s]`` (gamma, eta, seed), with bootstrap intervals over seeds.
+
+    Examples:
+      >>> import numpy as np, flatter
+      >>> gammas, etas = np.array([0.5, 2 / 3, 0.85]), np.array([1e-3, 1e-2])
+      >>> times = 100 * etas[None, :, None] ** -flatter.timescales.alpha(gammas)[:, None, None] * np.ones((3, 2, 4))
+      >>> print(round(flatter.sweep.optimal_gamma(gammas, etas, times).gamma, 2))  # the parabola through alpha's V
+      0.7
+    """
     gammas, etas = np.asarray(gammas, float), np.asarray(etas, float)
     times = np.asarray(times, float)
     censored = np.zeros_like(times, bool) if censored is None else np.asarray(censored, bool)

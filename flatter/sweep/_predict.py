@@ -100,14 +100,14 @@ def predict_spec(
     k = int(np.argmin(np.abs(gammas - 2 / 3)))
     first, settle = grid.first.reshape(g.shape), grid.settle.reshape(g.shape)
     return PredictedScaling(
-        tuple(gammas.tolist()),
-        etas,
-        settle,
-        first,
-        opt.per_eta,
-        opt.per_eta_ci,
-        float(coupling_at_two_thirds(sigma, C, batch)),
-        float(settle[k, -1] / first[k, -1]),
-        grid.model_evaluations,
-        time.perf_counter() - start,
+        gammas=tuple(gammas.tolist()),
+        etas=etas,
+        settle=settle,
+        first=first,
+        gamma_star=opt.per_eta,
+        gamma_star_ci=opt.per_eta_ci,
+        kappa=float(coupling_at_two_thirds(sigma, C, batch)),
+        overshoot=float(settle[k, -1] / first[k, -1]),
+        model_evaluations=grid.model_evaluations,
+        wall_seconds=time.perf_counter() - start,
     )

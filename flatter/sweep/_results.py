@@ -69,12 +69,13 @@ class SweepResults:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Convergence times and their censoring flags, ``(T, censored)``, for one variant (and gamma).
 
-        ``criterion`` is ``"settle"`` (the last crossing into the criterion) or ``"first"`` (first passage).
+        ``criterion`` is one of :attr:`criteria`: ``"settle"`` (the last crossing into the criterion), ``"first"``
+        (first passage), or one added by :meth:`with_criterion`.
         Every axis but eta, seed (and gamma when ``gamma`` is None) must be fixed by ``coords`` or have one
         value, so the arrays are ``(eta, seed)`` or ``(gamma, eta, seed)``.
         """
-        if criterion not in ("settle", "first"):
-            raise ValueError(f"criterion must be 'settle' or 'first', got {criterion!r}")
+        if criterion not in self.criteria:
+            raise ValueError(f"criterion must be one of {', '.join(map(repr, self.criteria))}, got {criterion!r}")
         coords = {"variant": variant, **coords}
         if gamma is not None:
             coords["gamma"] = gamma
@@ -90,6 +91,47 @@ class SweepResults:
         t, c = d[f"T_{criterion}"], d[f"censored_{criterion}"]
         squeeze_axes = tuple(i for i, name in enumerate(keep) if name not in want)
         return np.squeeze(t, squeeze_axes), np.squeeze(c, squeeze_axes)
+
+    @property
+    def criteria(self) -> tuple[str, ...]:
+        """The convergence times held: ``"first"``, ``"settle"`` and any added by :meth:`with_criterion`."""
+        return tuple(k[2:] for k in self.data if k.startswith("T_") and f"censored_{k[2:]}" in self.data)
+
+    def with_criterion(self, name: str, times: np.ndarray, censored: np.ndarray) -> SweepResults:
+        """These results with one more convergence time per run (``T_<name>``, ``censored_<name>``), shaped
+        ``spec.shape`` (e.g. :meth:`plateau_times` of a recorded curve), for the fits and the summary."""
+        times, censored = np.asarray(times, float), np.asarray(censored, bool)
+        if times.shape != self.spec.shape or censored.shape != self.spec.shape:
+            raise ValueError(
+                f"times and censored must have the sweep's shape {self.spec.shape}, got {times.shape} and "
+                f"{censored.shape}"
+            )
+        data = {**self.data, f"T_{name}": times, f"censored_{name}": censored}
+        return dataclasses.replace(self, data=data)
+
+    def plateau_times(self, curve: str = "test_accuracy", tolerance: float = 0.005) -> tuple[np.ndarray, np.ndarray]:
+        """Per run, :func:`flatter.plateau_time` of a recorded curve (``curves=(curve, ...)`` in the spec): the
+        first record from which the smoothed curve stays within ``tolerance`` of its final plateau, in steps, and
+        whether that is censored. Diverged runs are censored. Both shaped ``spec.shape``."""
+        import jax.numpy as jnp
+
+        from .._criteria import plateau_time
+
+        key = f"curve_{curve}"
+        if key not in self.data:
+            have = [k[6:] for k in self.data if k.startswith("curve_")]
+            raise ValueError(f"curve must be one the sweep recorded ({have}), got {curve!r}")
+        values, horizon = self.data[key], self.data["horizon"]
+        records = values.shape[-1] - 1
+        times, censored = np.full(horizon.shape, np.nan), np.ones(horizon.shape, bool)
+        for h in np.unique(horizon):
+            if h <= 0:
+                continue
+            where = horizon == h
+            steps = jnp.arange(records + 1) * (int(h) // records)
+            t = plateau_time(steps, values[where], tolerance, diverged=self.data["diverged"][where])
+            times[where], censored[where] = np.asarray(t.time), np.asarray(t.censored)
+        return times, censored
 
     def power_law(
         self, variant: str = "sgdm", gamma: float = 2 / 3, criterion: str = "settle", **coords

@@ -211,7 +211,7 @@ def chunk_sizes(count: int, chunk_size: int, devices: int = 1, smallest: int = 8
     chunk's few padding runs is computed in vain.
 
     Examples:
-      >>> from flatter.sweep._run import chunk_sizes
+      >>> from flatter.sweep import chunk_sizes
       >>> chunk_sizes(96, 256, devices=2), chunk_sizes(600, 256), chunk_sizes(3, 256, devices=2)
       ([64, 32], [256, 256, 64, 16, 8], [8])
     """

@@ -140,7 +140,7 @@ class ScalingSummary:
     r"""The summary of one or more scaling sweeps, as ``flatter scaling`` prints and draws it.
 
     ``rows``: an :class:`ExponentRow` per (variant, gamma, criterion) of every sweep; ``gamma_star``: the
-    :class:`GammaStar` of SGDM on the sweep with the most gammas (at least three), None without one;
+    :class:`GammaStar` of SGDM on the sweep with the most gammas (at least two), None without one;
     ``kappa``: the along-valley coupling at gamma = 2/3 (:func:`flatter.limit.coupling_at_two_thirds`) of that
     sweep; ``censored`` and ``diverged``: run counts per variant (settling not reached within the horizon;
     non-finite parameters, masked); ``predicted``: the reduced SDE's :class:`~flatter.sweep.PredictedScaling`
@@ -184,8 +184,14 @@ class ScalingSummary:
             "undetermined_se": UNDETERMINED_SE,
         }
 
-    def table(self) -> str:
-        """The alpha(gamma) table, gamma* with its intervals, the prediction and the regime, as the CLI prints."""
+    def table(self, columns: Sequence[str] | None = None) -> str:
+        """The alpha(gamma) table, gamma* with its intervals, the prediction and the regime, as the CLI prints.
+
+        By default settling in full and first passage beside it; ``columns`` names the criteria to show in full
+        instead (an undetermined exponent marked ``*``), e.g. ``("settle", "accuracy_plateau")``.
+        """
+        if columns is not None:
+            return self._criteria_table(tuple(columns))
         lines = [
             f"alpha in T ~ eta^-alpha, {self.problem} (settling / first passage; +- linearized s.e., "
             "[95% bootstrap CI])",
@@ -210,7 +216,7 @@ class ScalingSummary:
             lines += [
                 "",
                 f"gamma* = argmin_gamma T_settle at the smallest eta = {gs.eta:g} (parabolic vertex, SGDM): "
-                f"{gs.gamma:.3f}  95% bootstrap CI [{lo:.3f}, {hi:.3f}]",
+                f"{gs.gamma:.3f}  95% bootstrap CI [{lo:.3f}, {hi:.3f}]" + _edge_note(gs),
                 "gamma*(eta): "
                 + ", ".join(
                     f"{e:g}: {g:.3f} [{a:.2f}, {b:.2f}]"
@@ -234,6 +240,37 @@ class ScalingSummary:
         lines.append(f"censored runs (settling not reached within the horizon): {self.censored}")
         lines.append(f"  of which diverged (non-finite parameters, masked): {self.diverged}")
         return "\n".join(lines)
+
+    def _criteria_table(self, columns: tuple[str, ...]) -> str:
+        head = "".join(f"  {'alpha (' + c + ')':>30}" for c in columns)
+        lines = [
+            f"alpha in T ~ eta^-alpha, {self.problem} (+- linearized s.e. [95% bootstrap CI]; * undetermined: s.e. > "
+            f"{UNDETERMINED_SE})",
+            f"{'variant':<14} {'gamma':>6} {'predicted':>9}{head}",
+        ]
+        for row in self.rows:
+            if row.criterion != columns[0]:
+                continue
+            cells = "".join(f"  {_exponent_text(self.row(row.variant, row.gamma, c)):>30}" for c in columns)
+            lines.append(f"{row.variant:<14} {row.gamma:6.3f} {row.predicted:9.2f}{cells}")
+        gs = self.gamma_star
+        if gs is not None:
+            lo, hi = gs.fit.ci
+            lines.append(
+                f"gamma* (vertex of log T_{columns[0]} over gamma at eta = {gs.eta:g}) = {gs.gamma:.3f}  95% bootstrap "
+                f"CI [{lo:.3f}, {hi:.3f}]; vertex of alpha(gamma): {gs.fit.alpha_vertex:.3f}" + _edge_note(gs)
+            )
+        return "\n".join(lines)
+
+
+def _edge_note(gs: GammaStar) -> str:
+    return "  (at the gamma grid's edge: a bound, not a value)" if gs.at_edge else ""
+
+
+def _exponent_text(row: ExponentRow) -> str:
+    lo, hi = row.fit.ci
+    mark = "*" if np.isfinite(row.alpha) and not row.determined else ""
+    return f"{row.alpha:.2f} +- {row.se:.2f} [{lo:.2f}, {hi:.2f}]{mark}"
 
 
 def _kappa(spec: SweepSpec) -> float | None:
@@ -260,12 +297,14 @@ def summarize(
     *,
     predicted: PredictedScaling | None = None,
     problem: str | None = None,
+    criteria: Sequence[str] = CRITERIA,
     **coords,
 ) -> ScalingSummary:
     r"""The exponents of every variant and gamma, :math:`\gamma^*(\eta)` and the coupling, of one or more sweeps.
 
     Every axis but gamma, eta and seed must have one value or be fixed by ``coords`` (``C=0.5``). ``predicted``
-    (from :func:`flatter.sweep.predict_spec`) adds the predicted band and the regime.
+    (from :func:`flatter.sweep.predict_spec`) adds the predicted band and the regime. ``criteria``: the
+    convergence times fitted (:attr:`SweepResults.criteria`; gamma* is read from the first).
 
     Examples:
       >>> import flatter  # doctest: +SKIP
@@ -282,20 +321,21 @@ def summarize(
     for res in all_results:
         spec = res.spec
         for variant in spec.variants:
-            for criterion in CRITERIA:
+            for criterion in criteria:
                 for g in spec.gammas:
                     fit = res.power_law(variant, g, criterion, **coords)
                     rows.append(ExponentRow(variant, float(g), criterion, fit, tuple(spec.etas)))
             sel = res.sel(variant=variant)
             censored[variant] = censored.get(variant, 0) + int(sel["censored_settle"].sum())
             diverged[variant] = diverged.get(variant, 0) + int(sel["diverged"].sum())
-        if "sgdm" in spec.variants and len(spec.gammas) >= 3:
+        if "sgdm" in spec.variants and len(spec.gammas) >= 2:
             if star_from is None or len(spec.gammas) > len(star_from.spec.gammas):
                 star_from = res
     gamma_star = kappa = None
     if star_from is not None:
         spec = star_from.spec
-        gamma_star = GammaStar(star_from.optimal_gamma("sgdm", **coords), tuple(spec.etas), tuple(spec.gammas))
+        fit = star_from.optimal_gamma("sgdm", criteria[0], **coords)
+        gamma_star = GammaStar(fit, tuple(spec.etas), tuple(spec.gammas))
         kappa = _kappa(spec)
     return ScalingSummary(
         problem=problem or all_results[0].spec.problem,
