@@ -61,6 +61,8 @@ def _check_out(path: str) -> None:
     """The results folder exists or can be made, and is writable: checked before any work starts."""
     from pathlib import Path
 
+    if not path.strip():  # Path("") is the working directory: results would land among the user's files
+        raise ValueError("--out must name a folder, got an empty string")
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"--out {path} is a file, not a folder")
@@ -166,6 +168,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _project_errors() -> tuple[type[BaseException], ...]:
+    """The errors that are one line for the user: bad input, files, and a valley that could not be reached."""
+    errors: list[type[BaseException]] = [ValueError, TypeError, OSError]
+    # Their modules import JAX, so they are looked up only once a command has loaded them.
+    for module, name in (("flatter._interpolate", "InterpolationError"), ("flatter.valley._projection", "ValleyError")):
+        if module in sys.modules:
+            errors.append(getattr(sys.modules[module], name))
+    return tuple(errors)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a command; every error is one line on stderr with exit status 2 (``FLATTER_DEBUG=1``: traceback)."""
     args = _parser().parse_args(argv)
@@ -176,11 +188,20 @@ def main(argv: list[str] | None = None) -> int:
         _check_out(args.out)
         _configure_machine(args.cpu_devices)
         _run(args)
-    except (ValueError, TypeError, OSError) as err:
-        if os.environ.get("FLATTER_DEBUG"):
+    except Exception as err:
+        if os.environ.get("FLATTER_DEBUG") or not isinstance(err, _project_errors()):
             raise
         print(f"flatter: error: {err}".splitlines()[0], file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if os.environ.get("FLATTER_DEBUG"):
+            raise
+        # Chunks are written atomically as they finish, so a rerun resumes exactly where this one stopped.
+        print(
+            f"flatter: interrupted; every finished chunk under {args.out} is saved: rerun the same command to resume",
+            file=sys.stderr,
+        )
+        return 130
     return 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import jax.numpy as jnp
-from jaxtyping import Array, Bool, Float, Int
+from jaxtyping import Array, ArrayLike, Bool, Float, Real
 
 from ._validation import check_range
 
@@ -39,9 +39,9 @@ def _check(steps, values, threshold) -> None:
 
 
 def first_passage(
-    steps: Int[Array, " R"],
-    values: Float[Array, "... R"],
-    threshold: float,
+    steps: Real[ArrayLike, " R"],
+    values: Real[ArrayLike, "... R"],
+    threshold: Real[ArrayLike, ""],
     *,
     below: bool = True,
     diverged: Bool[Array, ...] | None = None,
@@ -69,9 +69,9 @@ def first_passage(
 
 
 def settling_time(
-    steps: Int[Array, " R"],
-    values: Float[Array, "... R"],
-    threshold: float,
+    steps: Real[ArrayLike, " R"],
+    values: Real[ArrayLike, "... R"],
+    threshold: Real[ArrayLike, ""],
     *,
     below: bool = True,
     diverged: Bool[Array, ...] | None = None,
@@ -103,9 +103,9 @@ def settling_time(
 
 
 def plateau_time(
-    steps: Int[Array, " R"],
-    values: Float[Array, "... R"],
-    tolerance: float,
+    steps: Real[ArrayLike, " R"],
+    values: Real[ArrayLike, "... R"],
+    tolerance: Real[ArrayLike, ""],
     *,
     window: int = 4,
     plateau_fraction: float = 0.25,

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._io import save_arrays
+from ._io import UNREADABLE_FILE_ERRORS, save_arrays
 from ._precision import full_precision
 from ._problem import Params, Problem
 from ._validation import check_momentum, check_positive, check_positive_int
@@ -114,6 +114,19 @@ def save_checkpoint(path: str | Path, params: Params, **meta: Any) -> None:
     save_arrays(path, meta_json=np.array(json.dumps(meta)), **arrays)
 
 
+def checkpoint_meta(path: str | Path) -> dict:
+    """The JSON metadata of a :func:`save_checkpoint` file, without reading its parameters (to compare settings
+    before loading a checkpoint whose leaves may have other shapes)."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return json.loads(str(f["meta_json"])) if "meta_json" in f.files else {}
+    except UNREADABLE_FILE_ERRORS as err:
+        raise ValueError(
+            f"{path} is not a readable checkpoint ({type(err).__name__}: {err}); delete it to recompute it"
+        ) from None
+
+
 def load_checkpoint(path: str | Path, like: Params) -> tuple[Params, dict]:
     """Read a :func:`save_checkpoint` file into the structure of ``like``; returns ``(params, meta)``.
 
@@ -124,8 +137,10 @@ def load_checkpoint(path: str | Path, like: Params) -> tuple[Params, dict]:
     try:
         with np.load(path, allow_pickle=False) as f:
             stored = {k: f[k] for k in f.files}
-    except (OSError, ValueError, EOFError) as err:
-        raise ValueError(f"{path} is not a readable checkpoint ({type(err).__name__}: {err})") from None
+    except UNREADABLE_FILE_ERRORS as err:
+        raise ValueError(
+            f"{path} is not a readable checkpoint ({type(err).__name__}: {err}); delete it to recompute it"
+        ) from None
     leaves = []
     for key, leaf in jax.tree_util.tree_leaves_with_path(like):
         name = f"param:{jax.tree_util.keystr(key)}"

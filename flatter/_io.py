@@ -5,13 +5,30 @@ from __future__ import annotations
 import io
 import json
 import os
+import pickle
 import platform
+import tarfile
 import tempfile
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
+
+UNREADABLE_FILE_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    EOFError,
+    ValueError,  # json.JSONDecodeError and UnicodeDecodeError among them
+    KeyError,
+    zipfile.BadZipFile,
+    zlib.error,
+    pickle.UnpicklingError,
+    tarfile.TarError,
+)
+"""What reading a truncated, corrupted or foreign file can raise (NumPy archives, JSON, pickles, tar and gzip):
+every reader maps these to an error that names the file and what to do."""
 
 
 def environment() -> dict[str, Any]:

@@ -11,6 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PyTree, Scalar
 
+from ._validation import check_finite
+
 Params = PyTree[Float[Array, "..."]]
 Observable = Callable[["Problem", Params], Scalar]
 
@@ -138,10 +140,14 @@ class Problem(eqx.Module):
                 f"inputs and targets must have the same number of examples, got "
                 f"inputs.shape={inputs.shape} and targets.shape={targets.shape}"
             )
+        check_finite("inputs", inputs)
+        check_finite("targets", targets)
         if (test_inputs is None) != (test_targets is None):
             raise ValueError("test_inputs and test_targets must be given together")
         if test_inputs is not None:
             test_inputs, test_targets = jnp.asarray(test_inputs), jnp.asarray(test_targets)
+            check_finite("test_inputs", test_inputs)
+            check_finite("test_targets", test_targets)
             if test_inputs.shape[0] != test_targets.shape[0]:
                 raise ValueError(
                     f"test_inputs and test_targets must have the same number of examples, got "
@@ -207,6 +213,11 @@ class Problem(eqx.Module):
         """
         from flax import nnx
 
+        if not isinstance(module, nnx.Module):
+            raise TypeError(
+                f"module must be a flax nnx.Module (e.g. flatter.models.MLP(...)), got {type(module).__name__}; "
+                "for a linen module or a plain function, build Problem(predict, inputs, targets) directly"
+            )
         graphdef, params, rest = nnx.split(module, nnx.Param, ...)
 
         def predict(p, x):
@@ -240,6 +251,12 @@ class Problem(eqx.Module):
     def check_params(self, params: Params) -> None:
         """Raise ``ValueError`` unless ``params`` fit: the structure and shapes of the problem's
         ``init_params`` (when it has one) and ``predict(params, inputs)`` of the targets' shape."""
+        for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+            if not jnp.issubdtype(jnp.result_type(leaf), jnp.inexact):
+                raise ValueError(
+                    f"params must be floating-point arrays (gradients need them), got dtype {jnp.result_type(leaf)} "
+                    f"at params{jax.tree_util.keystr(path)}; e.g. jnp.asarray(params, float)"
+                )
         if self.init_params_fn is not None:
             try:
                 want = jax.eval_shape(self.init_params_fn, jax.random.key(0))

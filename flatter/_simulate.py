@@ -19,7 +19,13 @@ from ._problem import Observable, Params, Problem
 from ._structural_jit import structural_compile, structural_jit
 from ._validation import check_key, check_positive_int, is_concrete
 from .transforms._label_flip import LabelFlipState, draw_label_flip
-from .transforms._label_noise import check_full_batch_mode, draw_label_noise, leading_label_noise, leading_state
+from .transforms._label_noise import (
+    LabelNoiseState,
+    check_full_batch_mode,
+    draw_label_noise,
+    leading_label_noise,
+    leading_state,
+)
 
 
 @partial(
@@ -46,10 +52,10 @@ class Trajectory:
         record before it diverged).
     """
 
-    steps: Int[Array, " R"]
-    observables: dict[str, Float[Array, " R"]]
-    diverged: Bool[Array, ""]
-    diverged_at: Int[Array, ""]
+    steps: Int[Array, "*runs R"]  # *runs: the leading axes of trajectories stacked by vmap
+    observables: dict[str, Float[Array, "*runs R"]]
+    diverged: Bool[Array, "*runs"]
+    diverged_at: Int[Array, "*runs"]
     params: PyTree
     opt_state: PyTree
 
@@ -389,9 +395,46 @@ def simulate_records(
     return _trajectory(carry, step_list + [ks], obs_list + [obs], names)
 
 
+def _check_noise_placement(problem: Problem, opt_state) -> None:
+    """Refuse label noise where it is not the exact gradient at noised labels the docstrings promise."""
+
+    def holds(tree, cls) -> bool:
+        is_state = lambda x: isinstance(x, cls)
+        return any(map(is_state, jax.tree.leaves(tree, is_leaf=is_state)))
+
+    if problem.loss_kind == "cross_entropy" and holds(opt_state, LabelNoiseState):
+        raise ValueError(
+            f"label_noise perturbs regression labels (the squared loss); problem {problem.name!r} has "
+            "loss='cross_entropy': use label_flip, which flips class labels"
+        )
+    # optax.chain's state is a tuple in chain order. Noise after an optimizer with state (heavy_ball, sngm,
+    # adam) acts on its update, not on the gradient: an unscaled noise term. Stateless transforms before it
+    # (clip, identity) are the exact two-pass path.
+    if type(opt_state) is tuple and len(opt_state) > 1:
+        for cls, name in ((LabelNoiseState, "label_noise"), (LabelFlipState, "label_flip")):
+            at = next((i for i, part in enumerate(opt_state) if holds(part, cls)), None)
+            if at and jax.tree.leaves(opt_state[:at]):
+                raise ValueError(
+                    f"{name} must come first in optax.chain: it turns the gradient into the gradient at noised "
+                    f"labels, so the optimizer after it scales the noise (e.g. optax.chain({name}(...), "
+                    "heavy_ball(eta, beta)))"
+                )
+
+
 def _start(problem, optimizer, params0, key, opt_state, names):
     if opt_state is None:
         opt_state = optimizer.init(params0)
+    else:  # a state of another optimizer or other params would fail deep inside the scan
+        want = jax.eval_shape(optimizer.init, params0)
+        got_shapes = [jnp.shape(x) for x in jax.tree.leaves(opt_state)]
+        want_shapes = [x.shape for x in jax.tree.leaves(want)]
+        if jax.tree.structure(opt_state) != jax.tree.structure(want) or got_shapes != want_shapes:
+            raise ValueError(
+                "opt_state must be optimizer.init(params0)'s structure (a state of this optimizer for these "
+                f"params): expected {jax.tree.structure(want)} with leaf shapes {want_shapes}, got "
+                f"{jax.tree.structure(opt_state)} with {got_shapes}"
+            )
+    _check_noise_placement(problem, opt_state)
     zero = jnp.zeros([], jnp.int32)
     carry = (params0, opt_state, key, jnp.asarray(False), zero - 1, zero)
     first = {name: fn(problem, params0) for name, fn in names}

@@ -87,6 +87,30 @@ def check_momentum(name: str, value: Any) -> None:
     check_range(name, value, lower=0.0, upper=1.0, upper_inclusive=False)
 
 
+def check_scalars(**values: Any) -> None:
+    """Each hyperparameter is one number (or a schedule): a vector would be applied per coordinate of the
+    parameters by broadcasting, silently. A sweep vmaps over the values instead."""
+    for name, value in values.items():
+        if not callable(value) and np.ndim(value) > 0:
+            raise ValueError(
+                f"{name} must be a scalar (or a schedule), got shape {np.shape(value)}: to sweep it, jax.vmap over "
+                "the values (a vector here would scale each coordinate of the parameters)"
+            )
+
+
+def check_finite(name: str, value: Any) -> None:
+    """Every entry of a concrete array is finite (data with NaN/inf would pass as a "divergence" later)."""
+    if not is_concrete(value):
+        return
+    array = np.asarray(value)
+    if np.issubdtype(array.dtype, np.inexact) and not np.all(np.isfinite(array)):
+        bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+        where = np.argwhere(~np.isfinite(array))[0].tolist()
+        raise ValueError(
+            f"{name} must be finite: {bad} of {array.size} entries are NaN or inf (the first at index {where})"
+        )
+
+
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
@@ -170,8 +194,12 @@ def check_key(name: str, key: Any) -> None:
     import jax.numpy as jnp
 
     if isinstance(key, jax.Array | jax.core.Tracer):
-        if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-            return
-        if key.dtype == jnp.uint32 and key.shape[-1:] == (2,):
+        typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+        if typed or (key.dtype == jnp.uint32 and key.shape[-1:] == (2,)):
+            if key.shape != (() if typed else (2,)):
+                raise ValueError(
+                    f"{name} must be a single PRNG key, got a batch of shape {key.shape[: key.ndim - (not typed)]} "
+                    "(split it outside and vmap over the keys instead)"
+                )
             return
     raise TypeError(f"{name} must be a JAX PRNG key such as jax.random.key(0), got {key!r}")

@@ -460,6 +460,8 @@ def alpha(gamma, criterion: str = "settle"):
       [2.0, 1.0, 0.667, 0.85]
     """
     check_choice("criterion", criterion, ("settle", "first"))
+    # gamma >= 1 keeps eta_eff = eta^(1 - gamma) / C from vanishing: no small-eta limit, no exponent
+    check_range("gamma", gamma, lower=0.0, upper=1.0, upper_inclusive=False)
     gamma = jnp.asarray(gamma)
     above = gamma if criterion == "settle" else jnp.full_like(gamma, 2.0 / 3.0)
     return jnp.where(gamma <= 2.0 / 3.0, 2.0 - 2.0 * gamma, above)
@@ -484,7 +486,13 @@ def predict_optimal_C(
     evaluated on a grid ``Cs`` (log-spaced by default). Returns ``(C*, Cs, T eta^(2/3))``; the
     prediction :math:`C^*\propto(\sigma^2/B)^{1/3}` follows from the scaling of :math:`\kappa`.
     """
+    check_positive("sigma", sigma)
+    batch_size = check_positive_int("batch_size", batch_size)
+    check_positive("ds", ds)
+    check_positive("s1", s1)
+    check_range("threshold", threshold)  # finite
     Cs = np.geomspace(0.2, 5.0, 25) if Cs is None else np.asarray(Cs, float)
+    check_positive("Cs", Cs)
     kappas = jnp.asarray(coupling_at_two_thirds(sigma, Cs, batch_size))
 
     def settle(kappa):  # one compiled reduced-ODE solve, vmapped over the C grid

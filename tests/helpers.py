@@ -1,9 +1,11 @@
 """Shared helpers: a quadratic test loss, NumPy heavy-ball recurrences, a small toy-valley sweep spec and a
 CIFAR-10 archive in the official format."""
 
+import contextlib
 import gzip
 import io
 import pickle
+import re
 import struct
 import tarfile
 from pathlib import Path
@@ -11,6 +13,8 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
+from jaxtyping import TypeCheckError
 
 A = np.array([[2.0, 0.3], [0.3, 0.5]])
 B = np.array([1.0, -1.0])
@@ -96,3 +100,24 @@ def write_idx(path: Path, array: np.ndarray, gz: bool) -> None:
     header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
     data = header + array.astype(np.uint8).tobytes()
     path.write_bytes(gzip.compress(data) if gz else data)
+
+
+@contextlib.contextmanager
+def refused(error: type[Exception], pattern: str):
+    """``pytest.raises(error, match=pattern)``, or jaxtyping's ``TypeCheckError`` naming the same parameter.
+
+    The suite runs under jaxtyping's runtime type checker (pyproject's ``addopts``), which refuses an argument
+    of the wrong type before flatter's own check can; its message names the parameter, and ``pattern``
+    starts with that name. ``tests/test_bad_input.py`` also runs its table without the checker, so flatter's
+    own messages (what a user without the checker sees) stay tested.
+    """
+    parameter = re.match(r"[A-Za-z_]\w*", pattern)
+    with pytest.raises((error, TypeCheckError)) as caught:
+        yield caught
+    if caught.type is TypeCheckError and not issubclass(error, TypeCheckError):
+        assert parameter is not None, f"the type checker refused, but {pattern!r} names no parameter"
+        # the parameter the pattern names, or one it abbreviates (params for params0)
+        assert re.search(rf"parameter '{parameter.group()}\w*'", str(caught.value)), str(caught.value)
+    else:
+        assert caught.type is error or issubclass(caught.type, error)
+        assert re.search(pattern, str(caught.value)), f"{pattern!r} not in {caught.value}"

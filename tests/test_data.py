@@ -56,6 +56,18 @@ def test_missing_or_malformed_files_say_what_was_expected_where(tmp_path):
         read_idx(tmp_path / "x")
 
 
+def test_fashion_mnist_refuses_images_and_labels_the_official_files_do_not_hold(tmp_path):
+    small_fashion(tmp_path, gz=False)
+    write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((30, 32, 32)), gz=False)
+    with pytest.raises(ValueError, match=r"train images are 28 x 28, got \(32, 32\)"):
+        load_fashion_mnist(tmp_path)
+    small_fashion(tmp_path, gz=False)
+    labels = tmp_path / "t10k-labels-idx1-ubyte"  # float labels (IDX type 0x0D)
+    labels.write_bytes(struct.pack(">BBBBI", 0, 0, 0x0D, 1, 10) + (np.arange(10) % 10).astype(">f4").tobytes())
+    with pytest.raises(ValueError, match=r"test images and labels are uint8 IDX files, got uint8 and float32"):
+        load_fashion_mnist(tmp_path)
+
+
 def test_real_fashion_mnist(capsys):
     if (DEBIAN_FOLDER / "train-images-idx3-ubyte.gz").exists():
         data = load_fashion_mnist()
@@ -106,6 +118,45 @@ def test_cifar10_errors_name_the_missing_file_and_refuse_foreign_pickles(tmp_pat
     (tmp_path / "cifar-10-batches-py" / "data_batch_3").write_bytes(evil)
     with pytest.raises(ValueError, match=r"data_batch_3 is not a CIFAR-10 python batch .*may not contain"):
         load_cifar10(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "change,pattern",
+    [
+        ({b"labels": [10, 0, 1, 2]}, r"labels must be in \[0, 9\], got values from 0 to 10"),
+        ({b"labels": [-1, 0, 1, 2]}, r"labels must be in \[0, 9\], got values from -1 to 2"),
+        ({b"labels": [0.5, 1.0, 2.0, 3.0]}, r"labels are a list of integers, got dtype float64"),
+        ({b"data": np.full((4, 3072), 300, np.int64)}, r"pixels are uint8, got dtype int64"),
+    ],
+    ids=["label 10", "label -1", "float labels", "pixels 300"],
+)
+def test_cifar10_refuses_what_the_official_format_does_not_hold(tmp_path, change, pattern):
+    write_cifar(tmp_path, archive=False)
+    batch = pickle.loads((tmp_path / "cifar-10-batches-py" / "data_batch_2").read_bytes())
+    (tmp_path / "cifar-10-batches-py" / "data_batch_2").write_bytes(pickle.dumps({**batch, **change}, protocol=2))
+    with pytest.raises(ValueError, match=rf"data_batch_2: CIFAR-10 {pattern}"):
+        load_cifar10(tmp_path)
+
+
+def test_cifar10_refuses_a_truncated_archive_and_a_duplicate_member(tmp_path):
+    import io
+    import tarfile
+
+    write_cifar(tmp_path, archive=True)
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    whole = archive.read_bytes()
+    archive.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(ValueError, match=r"cifar-10-python.tar.gz is truncated or corrupted"):
+        load_cifar10(archive)
+    archive.write_bytes(whole)
+    with tarfile.open(tmp_path / "dup.tar", "w") as tar:
+        blob = pickle.dumps({b"data": np.zeros((1, 3072), np.uint8), b"labels": [0]}, protocol=2)
+        for folder in ("cifar-10-batches-py", "other"):
+            info = tarfile.TarInfo(f"{folder}/data_batch_1")
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+    with pytest.raises(ValueError, match=r"holds data_batch_1 twice \(cifar-10-batches-py/data_batch_1 and other/"):
+        load_cifar10(tmp_path / "dup.tar")
 
 
 def test_flatter_exposes_the_loaders():

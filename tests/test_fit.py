@@ -35,6 +35,24 @@ def test_censored_points_are_dropped_not_counted_as_converged():
     assert fit_all.used.sum() == 2 and np.isnan(fit_all.alpha)  # too few points: NaN, never a fake number
 
 
+def test_each_dropped_eta_says_why_and_an_unfitted_row_gives_its_reason():
+    etas = np.geomspace(1e-3, 1e-1, 6)
+    times = synthetic(1.0, etas, seeds=4)
+    censored, diverged = np.zeros_like(times, bool), np.zeros_like(times, bool)
+    censored[0, :3] = True  # unfinished within the horizon
+    diverged[1, :3] = True  # blew up (the store also marks these censored)
+    censored[1, :3] = True
+    times[2, 1] = np.nan  # one run without a result yet
+    times[3] = 0.0  # met at step 0
+    fit = power_law(etas, times, censored, diverged=diverged)
+    assert fit.status == ("censored", "diverged", "unfinished", "at start", "used", "used")
+    assert fit.dropped_note() == "eta dropped: 1 censored, 1 diverged, 1 unfinished, 1 at start"
+    assert np.isnan(fit.alpha)
+    assert fit.reason == f"not fitted: 2 of 6 eta usable, 3 needed ({fit.dropped_note()})"
+    full = power_law(etas[3:], synthetic(1.0, etas[3:], seeds=4))
+    assert full.reason == "" and full.dropped_note() == "" and full.status == ("used",) * 3
+
+
 def test_optimal_gamma_on_a_v_shape():
     gammas = np.array([0.5, 0.6, 2 / 3, 0.75, 0.85])
     etas = np.geomspace(1e-3, 1e-2, 4)

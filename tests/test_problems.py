@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import refused
 
 import flatter
 
@@ -123,7 +124,7 @@ def test_eval_batch_size_gives_the_same_numbers_in_chunks(loss):
 
 @pytest.mark.parametrize("bad", [0, -3, 2.5, True])
 def test_eval_batch_size_must_be_a_positive_integer(bad):
-    with pytest.raises(ValueError, match="eval_batch_size"):
+    with refused(ValueError, "eval_batch_size"):
         flatter.Problem(lambda w, x: x @ w, jnp.ones((3, 2)), jnp.ones(3), eval_batch_size=bad)
 
 

@@ -95,3 +95,32 @@ def test_sngm_traced_momentum_out_of_range_is_flagged():
         return flatter.simulate(problem, tx, params, steps=10, key=jax.random.key(0)).diverged
 
     np.testing.assert_array_equal(jax.vmap(run)(jnp.array([0.9, 1.0, -0.1])), [False, True, True])
+
+
+def classification():
+    x = jax.random.normal(jax.random.key(0), (12, 4))
+    y = jax.nn.one_hot(jnp.arange(12) % 3, 3)
+    problem = flatter.Problem(lambda w, x: x @ w, x, y, loss="cross_entropy", name="linear-softmax")
+    return problem, jnp.zeros((4, 3))
+
+
+@pytest.mark.parametrize("p", [1.5, -0.3, float("nan")], ids=["p = 1.5", "p = -0.3", "p = nan"])
+def test_label_flip_traced_probability_out_of_range_is_flagged(p):
+    # bernoulli(NaN) draws no flip, so without a guard a bad p would silently run as p = 0.
+    problem, params = classification()
+
+    def run(prob):
+        tx = optax.chain(flatter.label_flip(prob, key=jax.random.key(1), num_classes=3), optax.sgd(0.1))
+        return flatter.simulate(problem, tx, params, steps=5, key=jax.random.key(2)).diverged
+
+    np.testing.assert_array_equal(jax.vmap(run)(jnp.array([0.2, p], jnp.float32)), [False, True])
+    assert bool(jax.jit(run)(jnp.float32(p)))
+
+    def bare_update(prob):  # the transform on its own, outside simulate
+        tx = flatter.label_flip(prob, key=jax.random.key(1), num_classes=3)
+        grads = jax.grad(problem.loss)(params)
+        updates, _ = tx.update(grads, tx.init(params), params, predict_fn=problem.outputs, targets=problem.targets)
+        return jnp.all(jnp.isfinite(updates))
+
+    assert bool(jax.jit(bare_update)(jnp.float32(0.2)))
+    assert not bool(jax.jit(bare_update)(jnp.float32(p)))

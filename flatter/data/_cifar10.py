@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import pickle
 import tarfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -42,12 +43,25 @@ class _BatchUnpickler(pickle.Unpickler):
 def _read_batch(data: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
     try:
         batch = _BatchUnpickler(io.BytesIO(data), encoding="bytes").load()
-        images = np.asarray(batch[b"data"], dtype=np.uint8)
-        labels = np.asarray(batch[b"labels"], dtype=np.int32)
-    except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as err:
+        raw_images, raw_labels = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"])
+    except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError, AttributeError) as err:
         raise ValueError(
             f"{where} is not a CIFAR-10 python batch ({type(err).__name__}: {err}); {HOW_TO_GET}"
         ) from None
+    # The official format: uint8 pixels (a cast would wrap other values) and integer labels 0..9.
+    if raw_images.dtype != np.uint8:
+        raise ValueError(f"{where}: CIFAR-10 pixels are uint8, got dtype {raw_images.dtype}; {HOW_TO_GET}")
+    if not np.issubdtype(raw_labels.dtype, np.integer) or raw_labels.ndim != 1:
+        raise ValueError(
+            f"{where}: CIFAR-10 labels are a list of integers, got dtype {raw_labels.dtype} and shape "
+            f"{raw_labels.shape}; {HOW_TO_GET}"
+        )
+    if raw_labels.size and (raw_labels.min() < 0 or raw_labels.max() >= len(CLASSES)):
+        raise ValueError(
+            f"{where}: CIFAR-10 labels must be in [0, {len(CLASSES) - 1}], got values from {raw_labels.min()} to "
+            f"{raw_labels.max()}; {HOW_TO_GET}"
+        )
+    images, labels = raw_images, raw_labels.astype(np.int32)
     if images.ndim != 2 or images.shape[1] != 3 * 32 * 32 or images.shape[0] != labels.shape[0]:
         raise ValueError(f"{where}: expected data of shape (N, 3072) with N labels, got {images.shape}")
     # Each row is 1024 red, 1024 green, 1024 blue values, row-major: (N, 3, 32, 32) -> NHWC.
@@ -76,17 +90,31 @@ def load_cifar10(path: str | Path) -> ImageDataset:
         try:
             archive = tarfile.open(where, "r:*")
         except (tarfile.TarError, OSError) as err:
-            raise ValueError(f"{where} is not a readable {ARCHIVE} ({err}); {HOW_TO_GET}") from None
-        with archive:
-            members = {Path(m.name).name: m for m in archive.getmembers() if m.isfile()}
+            raise ValueError(
+                f"{where} is truncated or corrupted, or not a {ARCHIVE} ({type(err).__name__}: {err}); {HOW_TO_GET}"
+            ) from None
+        try:
+            with archive:
+                members: dict[str, tarfile.TarInfo] = {}
+                for m in archive.getmembers():
+                    name = Path(m.name).name
+                    if not m.isfile() or name not in (*TRAIN_BATCHES, TEST_BATCH):
+                        continue
+                    if name in members:  # which copy is the real one is not for a loader to guess
+                        raise ValueError(
+                            f"{where} holds {name} twice ({members[name].name} and {m.name}); {HOW_TO_GET}"
+                        )
+                    members[name] = m
 
-            def read(name):
-                if name not in members:
-                    raise FileNotFoundError(f"CIFAR-10: {where} holds no {FOLDER}/{name}; {HOW_TO_GET}")
-                return _read_batch(archive.extractfile(members[name]).read(), f"{where}:{name}")
+                def read(name):
+                    if name not in members:
+                        raise FileNotFoundError(f"CIFAR-10: {where} holds no {FOLDER}/{name}; {HOW_TO_GET}")
+                    return _read_batch(archive.extractfile(members[name]).read(), f"{where}:{name}")
 
-            train = [read(name) for name in TRAIN_BATCHES]
-            test = read(TEST_BATCH)
+                train = [read(name) for name in TRAIN_BATCHES]
+                test = read(TEST_BATCH)
+        except (tarfile.TarError, EOFError, zlib.error) as err:
+            raise ValueError(f"{where} is truncated or corrupted ({type(err).__name__}: {err}); {HOW_TO_GET}") from None
     else:
 
         def read(name):

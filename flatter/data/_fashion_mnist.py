@@ -48,6 +48,16 @@ def load_fashion_mnist(folder: str | Path | None = None) -> ImageDataset:
             raise ValueError(
                 f"Fashion-MNIST in {folder}: the {split} images {images.shape} and labels {labels.shape} do not match"
             )
+        # The official files: uint8 images of 28 x 28 and uint8 labels (a cast would truncate float labels).
+        if images.dtype != np.uint8 or labels.dtype != np.uint8:
+            raise ValueError(
+                f"Fashion-MNIST in {folder}: the {split} images and labels are uint8 IDX files, got {images.dtype} "
+                f"and {labels.dtype}; {HOW_TO_GET}"
+            )
+        if images.shape[1:] != (28, 28):
+            raise ValueError(
+                f"Fashion-MNIST in {folder}: the {split} images are 28 x 28, got {images.shape[1:]}; {HOW_TO_GET}"
+            )
         if labels.size and (labels.min() < 0 or labels.max() >= len(CLASSES)):
             raise ValueError(f"Fashion-MNIST in {folder}: {split} labels outside 0..{len(CLASSES) - 1}")
     return ImageDataset(

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._io import environment, save_arrays, save_json
+from .._io import UNREADABLE_FILE_ERRORS, environment, save_arrays, save_json
 from .._problem import Problem
 from ..figures import large_batch_figure, save_figure
 from ..large_batch import (
@@ -248,6 +248,18 @@ def build_study(config: LargeBatchPreset, data_dir: str | Path | None = None):
     return problem, init, validation, data.source
 
 
+def _read_cell(path: Path, digest: str) -> dict | None:
+    """A finished cell of this study (None when it is another study's, which is then recomputed)."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            stored = {k: f[k] for k in f.files}
+    except UNREADABLE_FILE_ERRORS as err:
+        raise ValueError(
+            f"{path} is truncated or corrupted ({type(err).__name__}: {err}); delete it to recompute the cell"
+        ) from None
+    return stored if str(stored.get("digest")) == digest else None
+
+
 def run_cells(problem: Problem, init, validation, config: LargeBatchPreset, folder: Path, *, echo=print):
     """Every (optimizer, batch size) cell, read from ``folder`` when a previous run of the same settings
     wrote it; returns ``{(optimizer, batch_size): CellResult}`` and the seconds each new cell took."""
@@ -256,12 +268,11 @@ def run_cells(problem: Problem, init, validation, config: LargeBatchPreset, fold
     for name, grid in config.grids:
         for batch in config.batch_sizes:
             path = folder / f"{name}-b{batch}.npz"
-            if path.exists():
-                with np.load(path) as stored:
-                    if str(stored["digest"]) == digest:
-                        cells[name, batch] = CellResult.from_arrays(dict(stored))
-                        echo(_cell_line(cells[name, batch], "resumed"))
-                        continue
+            stored = _read_cell(path, digest) if path.exists() else None
+            if stored is not None:
+                cells[name, batch] = CellResult.from_arrays(stored)
+                echo(_cell_line(cells[name, batch], "resumed"))
+                continue
             start = time.perf_counter()
             cell = tune_and_train(
                 problem,

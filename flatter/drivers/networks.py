@@ -21,14 +21,14 @@ import numpy as np
 import optax
 
 from .._criteria import settling_time
-from .._full_batch import fit_training_set, load_checkpoint, save_checkpoint
+from .._full_batch import checkpoint_meta, fit_training_set, load_checkpoint, save_checkpoint
 from .._io import environment, save_arrays, save_json
 from .._precision import full_precision
 from .._problem import Problem
 from .._simulate import simulate
 from ..curvature import hutchinson_observable
 from ..figures import network_figure, save_figure
-from ..sweep import SweepSpec, run_sweep, summarize as summarize_sweep
+from ..sweep import SweepSpec, problem_digest, run_sweep, summarize as summarize_sweep
 from ..transforms import heavy_ball, label_flip, label_noise
 from ._presets import load_dataset, pick_preset
 
@@ -246,11 +246,11 @@ def phase1(problem: Problem, params, config: NetworkPreset, path: Path, source: 
         "momentum": config.phase1_momentum,
         "tol": config.phase1_tol,
         "seed": config.seed,
+        "data_digest": problem_digest(problem),  # other --data with the same settings is another phase 1
     }
-    if path.exists():
-        loaded, meta = load_checkpoint(path, params)
-        if meta.get("settings") == settings:
-            return loaded, meta
+    # The settings are compared before the parameters are read: another width has leaves of other shapes.
+    if path.exists() and checkpoint_meta(path).get("settings") == settings:
+        return load_checkpoint(path, params)
     start = time.perf_counter()
     fitted, info = fit_training_set(
         problem,

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, Float
 
 from .._problem import Observable, Params, Problem
 from .._validation import check_positive, check_positive_int, check_range
@@ -49,7 +50,7 @@ def critical_flow(
     problem: Problem,
     params0: Params,
     *,
-    kappa: float,
+    kappa: float | Float[Array, ""],
     s1: float,
     ds: float = 0.01,
     save_every: int = 1,

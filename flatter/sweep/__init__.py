@@ -8,7 +8,12 @@ from ._fit import (
     power_law as power_law,
     vertex as vertex,
 )
-from ._grid import VARIANTS as VARIANTS, SweepSpec as SweepSpec, problem_digest as problem_digest
+from ._grid import (
+    VARIANTS as VARIANTS,
+    SweepSpec as SweepSpec,
+    problem_digest as problem_digest,
+    start_digest as start_digest,
+)
 from ._predict import PredictedScaling as PredictedScaling, predict_spec as predict_spec
 from ._reference import FlowReference as FlowReference, flow_reference as flow_reference
 from ._results import SweepResults as SweepResults, load as load
@@ -44,6 +49,7 @@ __all__ = [
     "VARIANTS",
     "SweepSpec",
     "problem_digest",
+    "start_digest",
     "PredictedScaling",
     "predict_spec",
     "SweepResults",

@@ -14,8 +14,11 @@ class PowerLawFit(NamedTuple):
 
     ``alpha_se``: the standard error from the linearized (OLS) covariance; ``ci``: a 95% bootstrap
     interval over seeds (seeds resampled with replacement within each :math:`\eta`). ``used`` marks
-    the :math:`\eta` whose median is not censored (more than half the seeds converged); the others
-    are left out and counted in ``dropped``. ``alpha`` is NaN when fewer than 3 points remain.
+    the :math:`\eta` whose median is known and positive; the others are left out, counted in ``dropped``,
+    and ``status`` says why, per :math:`\eta`: ``"censored"`` (more than half the seeds did not meet the
+    criterion within the horizon), ``"diverged"`` (more than half diverged), ``"unfinished"`` (a seed has
+    no result yet) or ``"at start"`` (the median run met the criterion at step 0, so its time carries no
+    rate). ``alpha`` is NaN when fewer than 3 points remain, and ``reason`` then says why.
     """
 
     alpha: float
@@ -25,6 +28,13 @@ class PowerLawFit(NamedTuple):
     used: np.ndarray
     dropped: int
     medians: np.ndarray
+    status: tuple[str, ...] = ()
+    reason: str = ""
+
+    def dropped_note(self) -> str:
+        """The dropped etas by cause, e.g. ``"eta dropped: 2 censored, 1 diverged"`` (empty when none was)."""
+        parts = [f"{self.status.count(k)} {k}" for k in DROP_REASONS if k in self.status]
+        return "eta dropped: " + ", ".join(parts) if parts else ""
 
     def summary(self) -> dict:
         """A JSON-ready record of the fit (the bootstrap interval as ``ci``, the censored etas as ``dropped_etas``)."""
@@ -34,8 +44,30 @@ class PowerLawFit(NamedTuple):
             "ci": list(self.ci),
             "prefactor": self.prefactor,
             "dropped_etas": self.dropped,
+            "status": list(self.status),
+            "reason": self.reason,
             "medians": self.medians.tolist(),
         }
+
+
+DROP_REASONS = ("censored", "diverged", "unfinished", "at start")
+
+
+def _eta_status(times: np.ndarray, censored: np.ndarray, diverged: np.ndarray, medians: np.ndarray) -> tuple:
+    seeds = times.shape[1]
+    status = []
+    for t, c, d, m in zip(times, censored, diverged, medians, strict=True):
+        if np.any(np.isnan(t) & ~c):
+            status.append("unfinished")
+        elif 2 * d.sum() > seeds:
+            status.append("diverged")
+        elif not np.isfinite(m):
+            status.append("censored")
+        elif m <= 0:
+            status.append("at start")
+        else:
+            status.append("used")
+    return tuple(status)
 
 
 def _median_or_nan(times: np.ndarray, censored: np.ndarray) -> np.ndarray:
@@ -53,8 +85,12 @@ def _ols(x, y):
     return coef, np.sqrt(np.diag(cov))
 
 
-def power_law(etas, times, censored=None, *, n_boot: int = 1000, seed: int = 0) -> PowerLawFit:
+def power_law(etas, times, censored=None, *, diverged=None, n_boot: int = 1000, seed: int = 0) -> PowerLawFit:
     """Fit ``times[i, s]`` (eta index i, seed s) to :math:`A\\eta^{-\\alpha}`.
+
+    ``censored`` marks lower bounds (the criterion not met within the horizon), ``diverged`` the runs that
+    blew up (censored too, and reported apart); a NaN time that is not censored is a run without a result yet.
+    The etas must be distinct and positive, the times non-negative.
 
     Examples:
       >>> import numpy as np, flatter
@@ -70,14 +106,27 @@ def power_law(etas, times, censored=None, *, n_boot: int = 1000, seed: int = 0) 
         raise ValueError(f"etas must be a 1-D sequence of at least 3 learning rates to fit a power law, got {etas}")
     if times.ndim != 2 or times.shape[0] != etas.size:
         raise ValueError(f"times must have shape (len(etas), seeds) = ({etas.size}, S), got {times.shape}")
+    if np.unique(etas).size != etas.size:
+        raise ValueError(f"etas must be distinct (a repeated eta is not a new point of the fit), got {etas}")
     censored = np.zeros_like(times, bool) if censored is None else np.asarray(censored, bool)
     if censored.shape != times.shape:
         raise ValueError(f"censored must have the shape of times {times.shape}, got {censored.shape}")
-    medians = _median_or_nan(times, censored)
-    used = np.isfinite(medians) & (medians > 0)
+    diverged = np.zeros_like(times, bool) if diverged is None else np.asarray(diverged, bool)
+    if diverged.shape != times.shape:
+        raise ValueError(f"diverged must have the shape of times {times.shape}, got {diverged.shape}")
+    if np.any(times < 0):
+        raise ValueError(f"times must be >= 0 (steps to meet the criterion), got min {np.nanmin(times):g}")
+    censored = censored | diverged
+    medians = _median_or_nan(np.where(np.isnan(times) & ~censored, np.inf, times), censored)
+    status = _eta_status(times, censored, diverged, medians)
+    used = np.array([s == "used" for s in status])
+    medians = np.where(used | np.isfinite(medians), medians, np.nan)
     nan = float("nan")
     if used.sum() < 3:
-        return PowerLawFit(nan, nan, nan, (nan, nan), used, int((~used).sum()), medians)
+        unfit = PowerLawFit(nan, nan, nan, (nan, nan), used, int((~used).sum()), medians, status)
+        note = unfit.dropped_note()
+        reason = f"not fitted: {int(used.sum())} of {etas.size} eta usable, 3 needed" + (f" ({note})" if note else "")
+        return unfit._replace(reason=reason)
     x, y = np.log(etas[used]), np.log(medians[used])
     coef, se = _ols(x, y)
     rng = np.random.default_rng(seed)
@@ -89,7 +138,9 @@ def power_law(etas, times, censored=None, *, n_boot: int = 1000, seed: int = 0) 
         if np.all(np.isfinite(med)) and np.all(med > 0):
             boots.append(-np.polyfit(x, np.log(med), 1)[0])
     ci = tuple(np.percentile(boots, [2.5, 97.5]).tolist()) if boots else (nan, nan)
-    return PowerLawFit(float(-coef[1]), float(se[1]), float(np.exp(coef[0])), ci, used, int((~used).sum()), medians)
+    return PowerLawFit(
+        float(-coef[1]), float(se[1]), float(np.exp(coef[0])), ci, used, int((~used).sum()), medians, status
+    )
 
 
 def vertex(xs, ys) -> float:
@@ -141,7 +192,21 @@ def optimal_gamma(gammas, etas, times, censored=None, *, n_boot: int = 500, seed
     """
     gammas, etas = np.asarray(gammas, float), np.asarray(etas, float)
     times = np.asarray(times, float)
+    if gammas.ndim != 1 or gammas.size < 2 or np.unique(gammas).size != gammas.size:
+        raise ValueError(f"gammas must be a 1-D sequence of at least 2 distinct values, got {gammas}")
+    check_range("etas", etas, lower=0.0, lower_inclusive=False)
+    if etas.ndim != 1 or np.unique(etas).size != etas.size:
+        raise ValueError(f"etas must be a 1-D sequence of distinct learning rates, got {etas}")
+    if times.ndim != 3 or times.shape[:2] != (gammas.size, etas.size):
+        raise ValueError(
+            f"times must have shape (len(gammas), len(etas), seeds) = ({gammas.size}, {etas.size}, S), got "
+            f"{times.shape}"
+        )
+    if np.any(times < 0):
+        raise ValueError(f"times must be >= 0 (steps to meet the criterion), got min {np.nanmin(times):g}")
     censored = np.zeros_like(times, bool) if censored is None else np.asarray(censored, bool)
+    if censored.shape != times.shape:
+        raise ValueError(f"censored must have the shape of times {times.shape}, got {censored.shape}")
 
     def vertices(t, c):
         med = _median_or_nan(t, c)  # (gamma, eta); censored medians are unknown, hence excluded

@@ -125,6 +125,8 @@ class SweepSpec:
         check_positive_int("max_steps", self.max_steps)
         if self.min_steps > self.max_steps:
             raise ValueError(f"min_steps must be <= max_steps, got min_steps={self.min_steps} > {self.max_steps}")
+        if self.records > self.max_steps:  # a horizon is records * 2^k steps: at least records
+            raise ValueError(f"records must be <= max_steps, got records={self.records} > {self.max_steps}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int | np.integer) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
         for name in ("below", "relative_threshold", "phase1"):
@@ -254,10 +256,10 @@ def _problem_facts(name: str, kwargs_json: str) -> tuple[tuple[str, ...], int]:
 
 
 def problem_digest(problem: Any) -> str:
-    """A digest of a Problem's name, loss, observables and data arrays (its identity in a results folder).
+    """A digest of a Problem's name, loss, observables and data arrays (its identity in a spec).
 
-    The model's code cannot be hashed reliably, so two problems that differ only in their predict
-    function share a digest: give them different names.
+    The model itself enters the results folder's identity through :func:`start_digest`, which ``run_sweep``
+    checks against what the folder holds.
     """
     digest = hashlib.sha256()
     digest.update(f"{problem.name}|{getattr(problem, 'loss_kind', 'squared')}|{problem.observable_names}".encode())
@@ -266,4 +268,37 @@ def problem_digest(problem: Any) -> str:
             array = np.asarray(leaf)
             digest.update(f"{array.shape}{array.dtype}".encode())
             digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def start_digest(problem: Any, params0: Any) -> str:
+    """A digest of what decides a user problem's numbers beyond its data: the model and the start point.
+
+    The model is the jaxpr of ``predict`` at ``params0`` and the data's shapes and the jaxpr of every
+    observable, each with its closed-over constants (weights a model captures count; the problem's own data
+    arrays are in :func:`problem_digest`); the start is ``params0``'s leaves. ``run_sweep`` records it in the
+    folder and refuses results of another model or start (``w**4`` for ``w*w``, another ``params0``).
+    """
+    import jax
+
+    data_ids = {id(a) for a in (problem.inputs, problem.targets, problem.test_inputs, problem.test_targets)}
+    digest = hashlib.sha256()
+
+    def add_jaxpr(closed) -> None:
+        digest.update(str(closed.jaxpr).encode())
+        for const in closed.consts:
+            if id(const) not in data_ids:
+                add_array(const)
+
+    def add_array(leaf) -> None:
+        array = np.asarray(leaf)
+        digest.update(f"{array.shape}{array.dtype}".encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+
+    add_jaxpr(jax.make_jaxpr(problem.predict)(params0, problem.inputs))
+    for name, fn in problem.observables:
+        digest.update(name.encode())
+        add_jaxpr(jax.make_jaxpr(lambda p, fn=fn: fn(problem, p))(params0))
+    for leaf in jax.tree.leaves(params0):
+        add_array(leaf)
     return digest.hexdigest()[:16]

@@ -6,6 +6,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .._validation import check_positive_int
 from ..limit import coupling_at_two_thirds
 from ..timescales import predict_grid
 from ..transforms import label_noise_batch
@@ -71,6 +72,12 @@ def predict_spec(
     """
     import time
 
+    if not isinstance(spec, SweepSpec):
+        raise TypeError(f"spec must be a flatter.sweep.SweepSpec, got {type(spec).__name__}")
+    if isinstance(extra_decades, bool) or not isinstance(extra_decades, int) or extra_decades < 0:
+        raise ValueError(f"extra_decades must be an integer >= 0, got {extra_decades!r}")
+    seeds = check_positive_int("seeds", seeds)
+    resolution = check_positive_int("resolution", resolution)
     start = time.perf_counter()
     problem, params0 = prepare(spec, problem, params0)
     threshold = resolved_threshold(problem, params0, spec)

@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from .._io import save_arrays, save_json
+from .._io import UNREADABLE_FILE_ERRORS, save_arrays, save_json
 from ._fit import OptimalGamma, PowerLawFit, optimal_gamma, power_law
 from ._grid import SweepSpec
-from ._store import SweepIncomplete, SweepStoreError, assemble, read_plan
+from ._store import SweepIncomplete, SweepStoreError, arrays_checksum, assemble, read_plan
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +76,11 @@ class SweepResults:
         """
         if criterion not in self.criteria:
             raise ValueError(f"criterion must be one of {', '.join(map(repr, self.criteria))}, got {criterion!r}")
+        t, c = self._fields((f"T_{criterion}", f"censored_{criterion}"), variant, gamma, **coords)
+        return t, c
+
+    def _fields(self, names, variant, gamma, **coords) -> list[np.ndarray]:
+        # The named fields on the (eta, seed) or (gamma, eta, seed) axes that times() documents.
         coords = {"variant": variant, **coords}
         if gamma is not None:
             coords["gamma"] = gamma
@@ -88,9 +93,8 @@ class SweepResults:
             )
         d = self.sel(squeeze=False, **coords)
         keep = [name for name in self.axes if name not in coords]
-        t, c = d[f"T_{criterion}"], d[f"censored_{criterion}"]
         squeeze_axes = tuple(i for i, name in enumerate(keep) if name not in want)
-        return np.squeeze(t, squeeze_axes), np.squeeze(c, squeeze_axes)
+        return [np.squeeze(d[name], squeeze_axes) for name in names]
 
     @property
     def criteria(self) -> tuple[str, ...]:
@@ -142,7 +146,8 @@ class SweepResults:
           ``results.power_law("sgdm", gamma=2/3).alpha``; for a sweep over several C, name one: ``C=0.5``.
         """
         t, c = self.times(variant, gamma, criterion, **coords)
-        return power_law(self.spec.etas, t, c)
+        (diverged,) = self._fields(("diverged",), variant, gamma, **coords)
+        return power_law(self.spec.etas, t, c, diverged=diverged)
 
     def optimal_gamma(self, variant: str = "sgdm", criterion: str = "settle", **coords) -> OptimalGamma:
         """:func:`~flatter.sweep.optimal_gamma` over the sweep's gammas, per eta (see :meth:`times`)."""
@@ -166,7 +171,8 @@ class SweepResults:
 
     def save(self, folder: str | Path) -> None:
         folder = Path(folder)
-        save_arrays(folder / "results.npz", **self.data)
+        # The arrays carry their sweep's digest and results.json their checksum: load() verifies both.
+        save_arrays(folder / "results.npz", sweep_digest=np.array(self.spec.digest), **self.data)
         save_json(
             folder / "results.json",
             {
@@ -175,14 +181,41 @@ class SweepResults:
                 "axes": {k: list(v) for k, v in self.axes.items()},
                 "fields": list(self.data),
                 "spec": self.spec.to_json(),
-                "digest": self.spec.digest,
                 **self.meta,
+                "digest": self.spec.digest,
+                "checksum": arrays_checksum(self.data),
             },
         )
 
 
 def _spec_from_json(spec_json: dict) -> SweepSpec:
     return SweepSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec_json.items()})
+
+
+def _verify_results(folder: Path, spec: SweepSpec, meta: dict, data: dict) -> None:
+    """results.json, results.npz and spec.json must name one sweep, and the arrays be the ones results.json
+    describes; ``data`` loses its ``sweep_digest`` entry."""
+    rebuild = "rerun the same sweep into this folder to rebuild them from its chunks"
+    try:
+        on_disk = json.loads((folder / "spec.json").read_text())["digest"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
+        on_disk = spec.digest  # spec.json is optional beside finished results
+    if on_disk != spec.digest:
+        raise SweepStoreError(
+            f"{folder / 'results.json'} belongs to another sweep (digest {spec.digest}) than {folder / 'spec.json'} "
+            f"({on_disk}); {rebuild}"
+        )
+    stored = str(data.pop("sweep_digest", "none"))
+    if meta.get("digest") != spec.digest or stored != spec.digest:
+        raise SweepStoreError(
+            f"the results in {folder} are not of one sweep: results.json's spec has digest {spec.digest}, its "
+            f"'digest' field {meta.get('digest')} and results.npz {stored}; {rebuild}"
+        )
+    if meta.get("checksum") != arrays_checksum(data):
+        raise SweepStoreError(
+            f"{folder / 'results.npz'} does not hold the arrays {folder / 'results.json'} describes (checksum "
+            f"mismatch); {rebuild}"
+        )
 
 
 def load(folder: str | Path, *, partial: bool = False) -> SweepResults:
@@ -204,13 +237,12 @@ def load(folder: str | Path, *, partial: bool = False) -> SweepResults:
             spec = _spec_from_json(meta.pop("spec"))
             with np.load(folder / "results.npz", allow_pickle=False) as f:
                 data = {k: f[k] for k in f.files}
-        except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError, OSError, ValueError) as err:
+        except (*UNREADABLE_FILE_ERRORS, TypeError) as err:
             raise SweepStoreError(
                 f"the results in {folder} are unreadable ({type(err).__name__}: {err}); rerun the same sweep into "
                 "this folder to rebuild them from its chunks"
             ) from None
-        if meta.get("digest") not in (None, spec.digest):
-            raise SweepStoreError(f"{results_file} does not match its own spec (digest {meta.get('digest')})")
+        _verify_results(folder, spec, meta, data)
         return SweepResults(spec, data, meta)
     try:
         spec = _spec_from_json(json.loads(spec_file.read_text())["spec"])

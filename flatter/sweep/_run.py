@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -27,10 +28,20 @@ from ..transforms._heavy_ball import heavy_ball
 from ..transforms._label_flip import label_flip
 from ..transforms._label_noise import label_noise, label_noise_batch
 from ..transforms._sngm import sngm
-from ._grid import SweepSpec, problem_digest
+from ._grid import SweepSpec, problem_digest, start_digest
+from ._lock import folder_lock
 from ._reference import flow_reference
 from ._results import SweepResults
-from ._store import assemble, chunk_files, claim_folder, done_runs, fields_of, write_chunk, write_plan
+from ._store import (
+    assemble,
+    chunk_files,
+    claim_folder,
+    done_runs,
+    fields_of,
+    record_spec,
+    write_chunk,
+    write_plan,
+)
 
 
 def prepare(spec: SweepSpec, problem=None, params0=None):
@@ -39,6 +50,14 @@ def prepare(spec: SweepSpec, problem=None, params0=None):
     A registered problem is built from ``spec``; a user's problem (``SweepSpec.for_problem``) must be
     passed as ``problem`` (its data digest is checked) with ``params0`` or an ``init_params``.
     """
+    problem, params0 = resolve_start(spec, problem, params0)
+    if spec.phase1:
+        params0, _ = interpolate(problem, params0)
+    return problem, params0
+
+
+def resolve_start(spec: SweepSpec, problem=None, params0=None):
+    """The problem and the start point before phase 1, checked against ``spec`` (see :func:`prepare`)."""
     if spec.problem_digest is None:
         if problem is not None:
             raise ValueError(
@@ -69,8 +88,6 @@ def prepare(spec: SweepSpec, problem=None, params0=None):
             "the flow reference that sizes the horizons needs a squared loss: give the spec a flow_time "
             "(the time eta_eff^2 * steps the criterion takes, e.g. from a pilot run)"
         )
-    if spec.phase1:
-        params0, _ = interpolate(problem, params0)
     return problem, params0
 
 
@@ -105,6 +122,12 @@ def horizons(spec: SweepSpec, points: dict, reference: dict, n: int) -> np.ndarr
             beta=points["step_beta"],
             sigma=sigma,
             batch_size=b_noise,
+        )
+    if not np.all(np.isfinite(pred)):  # a NaN cast to int would be a huge negative horizon
+        raise ValueError(
+            "the predicted horizons are not finite: the flow reference "
+            f"{ {k: v for k, v in reference.items() if k != 'given'} } has NaN/inf (check the problem's data and "
+            "start point, or give SweepSpec(flow_time=...))"
         )
     # Baselines without momentum at the same eta take the horizon their own prediction gives; the variant
     # without label noise has no drift along the valley and gets the horizon of its SGDM twin.
@@ -306,6 +329,7 @@ class SweepPlan:
     done: np.ndarray
     chunks: list[Chunk]
     setup_seconds: float
+    identity: str | None  # start_digest of a user's model and start point (None: a registered problem)
 
 
 def _check_arguments(spec, chunk_size, max_chunks) -> int:
@@ -357,9 +381,13 @@ def _chunks(points: dict, steps: np.ndarray, todo: np.ndarray, chunk_size: int, 
 def plan_sweep(spec, out, *, chunk_size, shard, verbose, problem, params0, progress) -> SweepPlan:
     """Claim the folder, set up the start (phase 1, the flow reference, the horizons) and plan the chunks."""
     out = Path(out)
-    claim_folder(out, spec, jax.process_index() == 0)
+    problem, params0 = resolve_start(spec, problem, params0)
+    # A user's model and start point are part of the folder's identity (a registered problem's are the spec's).
+    identity = None if spec.problem_digest is None else start_digest(problem, params0)
+    claim_folder(out, spec, start=identity)
     start = time.perf_counter()
-    problem, params0 = prepare(spec, problem, params0)
+    if spec.phase1:
+        params0, _ = interpolate(problem, params0)
     points = spec.points()
     threshold = resolved_threshold(problem, params0, spec)
     if spec.flow_time is None:
@@ -389,14 +417,16 @@ def plan_sweep(spec, out, *, chunk_size, shard, verbose, problem, params0, progr
         write_plan(out, spec.digest, representative, steps)
     # What is done is what verified chunks of this spec hold (whatever chunking wrote them). With several
     # processes, process 0's reading is the plan of all of them.
-    done = done_runs(out, spec.digest, len(points["run"]), fields_of(spec))
+    done = done_runs(out, spec.digest, len(points["run"]), fields_of(spec), start=identity)
+    if jax.process_index() == 0:  # recorded once the chunks are known to be this sweep's
+        record_spec(out, spec, identity)
     if jax.process_count() > 1:
         done = np.asarray(multihost_utils.broadcast_one_to_all(done))
     devices = jax.device_count() if shard else 1
     chunks = _chunks(points, steps, unique[~done[unique]], chunk_size, devices)
     return SweepPlan(
         spec, out, problem, params0, threshold, points, reference, steps, key_data, representative, unique, done,
-        chunks, setup_seconds,
+        chunks, setup_seconds, identity,
     )  # fmt: skip
 
 
@@ -438,7 +468,8 @@ def execute_plan(plan: SweepPlan, *, max_chunks, shard, progress, verbose) -> tu
                 result = multihost_utils.process_allgather(result, tiled=True)
             result = {k: np.asarray(v)[: len(idx)] for k, v in jax.device_get(result).items()}
             if jax.process_index() == 0:
-                write_chunk(plan.out / "chunks" / f"{chunk.name}.npz", spec.digest, idx, horizon=steps[idx], **result)
+                path = plan.out / "chunks" / f"{spec.digest}-{chunk.name}.npz"  # a foreign sweep's never clashes
+                write_chunk(path, spec.digest, idx, start=plan.identity, horizon=steps[idx], **result)
             ran += 1
             if bar is not None:
                 bar.update(len(idx) * chunk.horizon)
@@ -479,9 +510,12 @@ def collect(plan: SweepPlan, *, compiles: int, started: float) -> SweepResults |
 def _run_sweep(spec, out, *, chunk_size, progress, max_chunks, shard, verbose, problem, params0):
     chunk_size = _check_arguments(spec, chunk_size, max_chunks)
     started = time.perf_counter()
-    plan = plan_sweep(
-        spec, out, chunk_size=chunk_size, shard=shard, verbose=verbose, problem=problem, params0=params0,
-        progress=progress,
-    )  # fmt: skip
-    _, compiles = execute_plan(plan, max_chunks=max_chunks, shard=shard, progress=progress, verbose=verbose)
-    return collect(plan, compiles=compiles, started=started)
+    # Only process 0 writes, so only it locks (the other processes of a multi-host run share its folder).
+    lock = folder_lock(Path(out)) if jax.process_index() == 0 else contextlib.nullcontext()
+    with lock:
+        plan = plan_sweep(
+            spec, out, chunk_size=chunk_size, shard=shard, verbose=verbose, problem=problem, params0=params0,
+            progress=progress,
+        )  # fmt: skip
+        _, compiles = execute_plan(plan, max_chunks=max_chunks, shard=shard, progress=progress, verbose=verbose)
+        return collect(plan, compiles=compiles, started=started)

@@ -10,13 +10,13 @@ the remaining runs are chunked (device count, ``chunk_size``).
 
 from __future__ import annotations
 
+import hashlib
 import json
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from .._io import save_arrays, save_json
+from .._io import UNREADABLE_FILE_ERRORS, save_arrays, save_json
 
 CHUNK_FORMAT = 1
 
@@ -38,23 +38,35 @@ class SweepIncomplete(SweepStoreError):
     """``load`` of a sweep whose runs are not all done (``load(folder, partial=True)`` returns them)."""
 
 
+def arrays_checksum(arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 of the named arrays (names, dtypes, shapes and bytes), so results cannot be relabelled or swapped."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
 def chunk_files(out: Path) -> list[Path]:
     folder = out / "chunks"
     return sorted(folder.glob("*.npz")) if folder.is_dir() else []
 
 
-def claim_folder(out: Path, spec, writer: bool) -> None:
-    """Check that ``out`` is free or holds this sweep, then record the spec (before any work).
+def claim_folder(out: Path, spec, start: str | None = None) -> None:
+    """Check that ``out`` is free or holds this sweep (before any work; under the lock).
 
-    A ``spec.json`` of another sweep is refused when the folder holds any of its results; one left
-    alone by a failed start (no chunk, no results) is replaced. An unreadable ``spec.json`` beside
-    chunks is refused (the chunks are then checked one by one against this spec when it is removed).
+    A ``spec.json`` of another sweep, or of this spec from another model or start point (``start``: the
+    :func:`~flatter.sweep.start_digest` of a user's problem), is refused when the folder holds any of its
+    results; one left alone by a failed start (no chunk, no results) is replaced. An unreadable ``spec.json``
+    beside chunks is refused (the chunks are then checked one by one against this spec when it is removed).
     """
     spec_file = out / "spec.json"
     has_results = bool(chunk_files(out)) or (out / "results.npz").exists()
     if spec_file.exists():
         try:
-            digest = json.loads(spec_file.read_text())["digest"]
+            recorded = json.loads(spec_file.read_text())
+            digest, recorded_start = recorded["digest"], recorded.get("start")
         except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as err:
             if has_results:
                 raise SweepStoreError(
@@ -68,21 +80,34 @@ def claim_folder(out: Path, spec, writer: bool) -> None:
                 f"{out} holds results of a different sweep (digest {digest}, this one is {spec.digest}); choose "
                 "another folder or remove this one"
             )
-    if writer:
-        save_json(spec_file, {"digest": spec.digest, "spec": spec.to_json()})
+        if digest == spec.digest and recorded_start != start and has_results:
+            raise SweepStoreError(
+                f"{out} holds results of this spec from another model or start point (start digest "
+                f"{recorded_start}, this one is {start}): choose another folder or remove this one"
+            )
 
 
-def write_chunk(path: Path, digest: str, runs: np.ndarray, **fields: np.ndarray) -> None:
-    """Atomically write one chunk: its sweep's digest, its run indices and the per-run fields."""
-    save_arrays(path, flatter_chunk_format=CHUNK_FORMAT, digest=np.array(digest), run=runs, **fields)
+def record_spec(out: Path, spec, start: str | None = None) -> None:
+    """Write ``spec.json`` (the spec, its digest and the start digest), once the folder's chunks are verified."""
+    save_json(out / "spec.json", {"digest": spec.digest, "start": start, "spec": spec.to_json()})
 
 
-def read_chunk(path: Path, digest: str, num_runs: int, fields: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Read a chunk and verify it belongs to the sweep ``digest``; every problem is an error naming ``path``."""
+def write_chunk(path: Path, digest: str, runs: np.ndarray, *, start: str | None = None, **fields: np.ndarray) -> None:
+    """Atomically write one chunk: its sweep's digest and start digest, its run indices and the per-run fields."""
+    save_arrays(
+        path, flatter_chunk_format=CHUNK_FORMAT, digest=np.array(digest), start=np.array(str(start)), run=runs, **fields
+    )
+
+
+def read_chunk(
+    path: Path, digest: str, num_runs: int, fields: tuple[str, ...], start: str | None = None
+) -> dict[str, np.ndarray]:
+    """Read a chunk and verify it belongs to the sweep ``digest`` (and, given ``start``, to that model and start
+    point); every problem is an error naming ``path``."""
     try:
         with np.load(path, allow_pickle=False) as f:
             data = {k: f[k] for k in f.files}
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:
+    except UNREADABLE_FILE_ERRORS as err:
         raise SweepStoreError(
             f"{path} is truncated or corrupted ({type(err).__name__}: {err}); delete this file and rerun the same "
             "sweep to recompute just its runs"
@@ -97,6 +122,11 @@ def read_chunk(path: Path, digest: str, num_runs: int, fields: tuple[str, ...]) 
             f"{path} belongs to another sweep (digest {data['digest']}, this one is {digest}): its results must not "
             "be mixed in; start a fresh folder, or delete the folder's chunks to recompute this sweep"
         )
+    if start is not None and str(data.get("start", "None")) != start:
+        raise SweepStoreError(
+            f"{path} was computed from another model or start point (start digest {data.get('start')}, this one is "
+            f"{start}): start a fresh folder, or delete the folder's chunks to recompute this sweep"
+        )
     runs = data["run"]
     missing = [k for k in fields if k not in data]
     if runs.ndim != 1 or (runs.size and (runs.min() < 0 or runs.max() >= num_runs)) or missing:
@@ -107,11 +137,11 @@ def read_chunk(path: Path, digest: str, num_runs: int, fields: tuple[str, ...]) 
     return data
 
 
-def done_runs(out: Path, digest: str, num_runs: int, fields: tuple[str, ...]) -> np.ndarray:
-    """The runs that verified chunks of this sweep hold (raises on the first bad chunk)."""
+def done_runs(out: Path, digest: str, num_runs: int, fields: tuple[str, ...], start: str | None = None) -> np.ndarray:
+    """The runs that verified chunks of this sweep (and start) hold (raises on the first bad chunk)."""
     done = np.zeros(num_runs, bool)
     for path in chunk_files(out):
-        done[read_chunk(path, digest, num_runs, fields)["run"]] = True
+        done[read_chunk(path, digest, num_runs, fields, start)["run"]] = True
     return done
 
 
@@ -130,7 +160,7 @@ def read_plan(out: Path, digest: str, num_runs: int) -> np.ndarray:
             if str(f["digest"]) != digest:
                 raise SweepStoreError(f"{path} belongs to another sweep (digest {f['digest']}); start a fresh folder")
             representative = f["representative"]
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as err:
+    except UNREADABLE_FILE_ERRORS as err:
         raise SweepStoreError(f"{path} is unreadable ({type(err).__name__}: {err}); rerun the same sweep") from None
     if representative.shape != (num_runs,):
         raise SweepStoreError(f"{path} is malformed (expected {num_runs} runs); rerun the same sweep")

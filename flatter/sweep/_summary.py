@@ -143,8 +143,8 @@ class ScalingSummary:
     :class:`GammaStar` of SGDM on the sweep with the most gammas (at least two), None without one;
     ``kappa``: the along-valley coupling at gamma = 2/3 (:func:`flatter.limit.coupling_at_two_thirds`) of that
     sweep; ``censored`` and ``diverged``: run counts per variant (settling not reached within the horizon;
-    non-finite parameters, masked); ``predicted``: the reduced SDE's :class:`~flatter.sweep.PredictedScaling`
-    when asked for.
+    non-finite parameters, masked), ``at_start`` (the criterion met at step 0) and ``unfinished`` (no result
+    yet); ``predicted``: the reduced SDE's :class:`~flatter.sweep.PredictedScaling` when asked for.
     """
 
     problem: str
@@ -154,6 +154,8 @@ class ScalingSummary:
     censored: dict[str, int]
     diverged: dict[str, int]
     predicted: PredictedScaling | None = None
+    at_start: dict[str, int] = dataclasses.field(default_factory=dict)
+    unfinished: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def row(self, variant: str, gamma: float, criterion: str = "settle") -> ExponentRow:
         """The exponent of ``variant`` at ``gamma`` (nearest on the grid within 1e-6) for ``criterion``."""
@@ -179,6 +181,8 @@ class ScalingSummary:
             "kappa_two_thirds": self.kappa,
             "censored": dict(self.censored),
             "diverged": dict(self.diverged),
+            "at_start": dict(self.at_start),
+            "unfinished": dict(self.unfinished),
             "predicted": None if self.predicted is None else self.predicted.summary(),
             "regime": self.regime,
             "undetermined_se": UNDETERMINED_SE,
@@ -202,14 +206,12 @@ class ScalingSummary:
                 continue
             first = self.row(row.variant, row.gamma, "first")
             ci = row.fit.ci
-            settle = f"{row.alpha:.2f} +- {row.se:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]"
-            note = f"  ({row.fit.dropped} eta censored)" if row.fit.dropped else ""
+            settle = f"{row.alpha:.2f} +- {row.se:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]" if np.isfinite(row.alpha) else "-"
+            first_text = f"{first.alpha:6.2f} +- {first.se:.2f}" if np.isfinite(first.alpha) else f"{'-':>14}"
+            note = f"  ({row.fit.reason or row.fit.dropped_note()})" if row.fit.dropped or row.fit.reason else ""
             if np.isfinite(row.alpha) and not row.determined:
                 note += f"  undetermined (s.e. > {UNDETERMINED_SE})"
-            lines.append(
-                f"{row.variant:<14} {row.gamma:6.3f} {row.predicted:9.2f}  {settle:>26}  "
-                f"{first.alpha:6.2f} +- {first.se:.2f}{note}"
-            )
+            lines.append(f"{row.variant:<14} {row.gamma:6.3f} {row.predicted:9.2f}  {settle:>26}  {first_text}{note}")
         gs = self.gamma_star
         if gs is not None:
             lo, hi = gs.fit.ci
@@ -239,6 +241,10 @@ class ScalingSummary:
             lines.append(f"regime: {self.regime}")
         lines.append(f"censored runs (settling not reached within the horizon): {self.censored}")
         lines.append(f"  of which diverged (non-finite parameters, masked): {self.diverged}")
+        if any(self.at_start.values()):
+            lines.append(f"met at step 0 (no rate in their time): {self.at_start}")
+        if any(self.unfinished.values()):
+            lines.append(f"unfinished runs (no result yet): {self.unfinished}")
         return "\n".join(lines)
 
     def _criteria_table(self, columns: tuple[str, ...]) -> str:
@@ -269,7 +275,9 @@ def _edge_note(gs: GammaStar) -> str:
 
 def _exponent_text(row: ExponentRow) -> str:
     lo, hi = row.fit.ci
-    mark = "*" if np.isfinite(row.alpha) and not row.determined else ""
+    if not np.isfinite(row.alpha):
+        return row.fit.reason.removeprefix("not fitted: ").split(" (")[0] or "not fitted"
+    mark = "*" if not row.determined else ""
     return f"{row.alpha:.2f} +- {row.se:.2f} [{lo:.2f}, {hi:.2f}]{mark}"
 
 
@@ -317,6 +325,8 @@ def summarize(
     rows: list[ExponentRow] = []
     censored: dict[str, int] = {}
     diverged: dict[str, int] = {}
+    at_start: dict[str, int] = {}
+    unfinished: dict[str, int] = {}
     star_from: SweepResults | None = None
     for res in all_results:
         spec = res.spec
@@ -328,6 +338,10 @@ def summarize(
             sel = res.sel(variant=variant)
             censored[variant] = censored.get(variant, 0) + int(sel["censored_settle"].sum())
             diverged[variant] = diverged.get(variant, 0) + int(sel["diverged"].sum())
+            met = ~sel["censored_settle"] & (sel["T_settle"] == 0)
+            at_start[variant] = at_start.get(variant, 0) + int(met.sum())
+            todo = ~sel["censored_settle"] & np.isnan(sel["T_settle"])
+            unfinished[variant] = unfinished.get(variant, 0) + int(todo.sum())
         if "sgdm" in spec.variants and len(spec.gammas) >= 2:
             if star_from is None or len(spec.gammas) > len(star_from.spec.gammas):
                 star_from = res
@@ -345,4 +359,6 @@ def summarize(
         censored=censored,
         diverged=diverged,
         predicted=predicted,
+        at_start=at_start,
+        unfinished=unfinished,
     )

@@ -8,6 +8,7 @@ import optax
 from .._validation import (
     as_hyperparameter,
     check_momentum,
+    check_scalars,
     check_schedule_or_positive,
     guard_schedule,
     nan_outside,
@@ -63,6 +64,7 @@ def heavy_ball(
     """
     check_schedule_or_positive("learning_rate", learning_rate)
     check_momentum("momentum", momentum)
+    check_scalars(learning_rate=learning_rate, momentum=momentum)
     # Traced values cannot raise: outside their range they become NaN, so the run is flagged as diverged.
     momentum = nan_outside(momentum, lower=0.0, upper=1.0, upper_inclusive=False)
     if callable(learning_rate):

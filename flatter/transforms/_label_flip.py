@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .._validation import check_key, check_positive_int, check_range, nan_outside
+from .._validation import check_key, check_positive_int, check_range, check_scalars, nan_outside
 
 
 @jax.tree_util.register_static
@@ -37,13 +37,21 @@ def draw_label_flip(state: LabelFlipState, targets: Array) -> tuple[Array, Label
     otherwise replaced by :math:`(c + s) \bmod K` with :math:`s` uniform in :math:`\{1, \dots, K-1\}`:
     a uniformly drawn *other* class, never the true one.
     """
+    classes = state.config.num_classes
+    if targets.ndim != 2 or targets.shape[-1] != classes:
+        raise ValueError(
+            f"targets must be one-hot of shape (examples, num_classes={classes}) for label_flip, got shape "
+            f"{targets.shape} (label_flip flips class labels; regression targets take label_noise)"
+        )
     next_key, key_flip, key_shift = jax.random.split(state.key, 3)
-    m, classes = targets.shape[0], state.config.num_classes
+    m = targets.shape[0]
     labels = jnp.argmax(targets, axis=-1)
     flip = jax.random.bernoulli(key_flip, state.probability, (m,))
     shift = jax.random.randint(key_shift, (m,), 1, classes)
-    new = jnp.where(flip, (labels + shift) % classes, labels)
-    return jax.nn.one_hot(new, classes, dtype=targets.dtype), state._replace(key=next_key)
+    new = jax.nn.one_hot(jnp.where(flip, (labels + shift) % classes, labels), classes, dtype=targets.dtype)
+    # bernoulli(NaN) draws no flip: carry an out-of-range (NaN) probability into the targets so the run is flagged
+    new = jnp.where(jnp.isnan(state.probability), jnp.nan, new).astype(targets.dtype)
+    return new, state._replace(key=next_key)
 
 
 def label_flip(probability: float | jax.Array, *, key: PRNGKeyArray, num_classes: int):
@@ -72,6 +80,7 @@ def label_flip(probability: float | jax.Array, *, key: PRNGKeyArray, num_classes
       True
     """
     check_range("probability", probability, lower=0.0, upper=1.0)
+    check_scalars(probability=probability)
     check_key("key", key)
     num_classes = check_positive_int("num_classes", num_classes)
     if num_classes < 2:

@@ -12,7 +12,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .._validation import check_choice, check_key, check_range, nan_outside
+from .._validation import check_choice, check_key, check_range, check_scalars, nan_outside
 
 LABEL_NOISE_MODES = ("minibatch", "all", "one")
 LABEL_NOISE_DISTRIBUTIONS = ("gaussian", "rademacher")
@@ -163,6 +163,7 @@ def label_noise(
       True
     """
     check_range("sigma", sigma, lower=0.0)
+    check_scalars(sigma=sigma)
     check_choice("mode", mode, LABEL_NOISE_MODES)
     check_choice("distribution", distribution, LABEL_NOISE_DISTRIBUTIONS)
     check_key("key", key)

@@ -8,7 +8,14 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from .._validation import as_hyperparameter, check_range, check_schedule_or_positive, is_concrete, nan_outside
+from .._validation import (
+    as_hyperparameter,
+    check_range,
+    check_scalars,
+    check_schedule_or_positive,
+    is_concrete,
+    nan_outside,
+)
 
 
 def momentum_rule(learning_rate: float | jax.Array, *, C: float | jax.Array, gamma: float | jax.Array) -> jax.Array:
@@ -99,6 +106,7 @@ def scaled_heavy_ball(
     check_schedule_or_positive("learning_rate", learning_rate)
     check_range("C", C, lower=0.0, lower_inclusive=False)
     check_range("gamma", gamma, lower=0.0)
+    check_scalars(learning_rate=learning_rate, C=C, gamma=gamma)
     if not callable(learning_rate):
         momentum_rule(learning_rate, C=C, gamma=gamma)  # validates the resulting beta
     learning_rate, C, gamma = map(as_hyperparameter, (learning_rate, C, gamma))

@@ -12,6 +12,7 @@ from .._validation import (
     as_hyperparameter,
     check_momentum,
     check_range,
+    check_scalars,
     check_schedule_or_positive,
     guard_schedule,
     nan_outside,
@@ -64,6 +65,7 @@ def sngm(
     check_schedule_or_positive("learning_rate", learning_rate)
     check_momentum("momentum", momentum)
     check_range("weight_decay", weight_decay, lower=0.0)
+    check_scalars(learning_rate=learning_rate, momentum=momentum, weight_decay=weight_decay)
     decay_on = not (isinstance(weight_decay, int | float) and weight_decay == 0.0)
     # Traced values cannot raise: outside their range they become NaN (a diverged run in simulate).
     momentum = nan_outside(momentum, lower=0.0, upper=1.0, upper_inclusive=False)
