@@ -193,14 +193,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"flatter: error: {err}".splitlines()[0], file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         if os.environ.get("FLATTER_DEBUG"):
             raise
-        # Chunks are written atomically as they finish, so a rerun resumes exactly where this one stopped.
-        print(
-            f"flatter: interrupted; every finished chunk under {args.out} is saved: rerun the same command to resume",
-            file=sys.stderr,
-        )
+        # Chunks are written atomically as they finish, so a rerun resumes exactly where this one stopped; a
+        # sweep's interrupt says how many runs are saved.
+        generic = f"interrupted; every finished chunk under {args.out} is saved: rerun the same command to resume"
+        print(f"flatter: {str(err) or generic}", file=sys.stderr)
         return 130
     return 0
 

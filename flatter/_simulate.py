@@ -261,7 +261,7 @@ def _host_loop_chunk(
     return run
 
 
-def loops_are_slow(problem: Problem, params: Params) -> bool:
+def loops_are_slow(problem: Problem, params: PyTree) -> bool:  # arrays or their jax.ShapeDtypeStruct
     """Whether this model's steps must be driven from the host: any model with a convolution.
 
     XLA runs the gradient of a convolution inside a while loop far slower than the same gradient

@@ -68,3 +68,11 @@ def test_vertex_and_optimal_C():
     Cs = np.geomspace(0.25, 4, 9)
     times = (1 / Cs + Cs**2 / 2)[:, None] * np.ones((1, 8))  # minimum at C = 1
     assert optimal_C(Cs, times) == pytest.approx(1.0, rel=0.1)
+
+
+def test_a_gamma_star_at_the_grid_edge_is_printed_as_a_bound():
+    from flatter.sweep._summary import gamma_text
+
+    grid = (0.5, 0.6, 2 / 3, 0.75, 0.85)
+    assert gamma_text(0.85, grid) == ">= 0.850" and gamma_text(0.5, grid) == "<= 0.500"
+    assert gamma_text(0.7123, grid) == "0.712" and gamma_text(float("nan"), grid) == "nan"

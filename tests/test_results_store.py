@@ -229,3 +229,27 @@ def test_two_processes_into_one_folder_one_is_refused_and_nothing_is_lost(tmp_pa
     assert results.spec.seeds == 4 and np.isfinite(results.data["T_settle"]).all()
     alone = run_sweep(spec(seeds=4), tmp_path / "alone", chunk_size=4, progress=False)
     np.testing.assert_array_equal(results.data["T_settle"], alone.data["T_settle"])
+
+
+def test_ctrl_c_mid_sweep_says_how_many_runs_are_saved_and_the_rerun_resumes(tmp_path, monkeypatch):
+    import flatter.sweep._run as run
+    from flatter.sweep import SweepInterrupted
+
+    written = []
+    write = run.write_chunk
+
+    def interrupted_on_the_third(path, *args, **kwargs):
+        if len(written) == 2:
+            raise KeyboardInterrupt
+        written.append(path)
+        write(path, *args, **kwargs)
+
+    monkeypatch.setattr(run, "write_chunk", interrupted_on_the_third)
+    with pytest.raises(SweepInterrupted, match=r"interrupted: (\d+) of 18 runs saved in .*rerun the same sweep") as e:
+        run_sweep(spec(), tmp_path, chunk_size=4, progress=False)
+    saved = sum(len(np.load(p)["run"]) for p in chunks(tmp_path))
+    assert f"interrupted: {saved} of 18 runs saved" in str(e.value) and saved > 0
+    monkeypatch.setattr(run, "write_chunk", write)
+    resumed = run_sweep(spec(), tmp_path, chunk_size=4, progress=False)
+    fresh = run_sweep(spec(), tmp_path / "fresh", chunk_size=4, progress=False)
+    np.testing.assert_array_equal(resumed.data["T_settle"], fresh.data["T_settle"])

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from .._problem import Params, Problem
 from .._validation import check_positive_int, check_range
@@ -18,7 +18,7 @@ TUNING_SEED_OFFSET = 10_000
 comes from runs its learning rate was not chosen on."""
 
 
-def epochs_to_target(accuracy: Float[np.ndarray, "runs epochs"], target: float) -> Float[np.ndarray, " runs"]:
+def epochs_to_target(accuracy: Float[ArrayLike, "runs epochs"], target: float) -> Float[np.ndarray, " runs"]:
     """The first epoch (1-based) after which ``accuracy`` is at least ``target``; NaN where it never is
     (censored: the run did not reach the target within its budget; a diverged run's NaN never does).
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from .._devices import padded_run_count, place_runs, runs_sharding
 from .._problem import Params, Problem
@@ -35,8 +35,8 @@ def train_runs(
     optimizer: str,
     batch_size: int,
     epochs: int,
-    learning_rates: Float[np.ndarray, " runs"],
-    seeds: np.ndarray,
+    learning_rates: Sequence[float] | Float[ArrayLike, " runs"],
+    seeds: Sequence[int] | ArrayLike,
     validation: tuple[Array, Array],
     warmup_epochs: float = 1.0,
     momentum: float = 0.9,

@@ -24,7 +24,12 @@ from ._run import (
     resolved_threshold as resolved_threshold,
     run_sweep as run_sweep,
 )
-from ._store import FIELDS as FIELDS, SweepIncomplete as SweepIncomplete, SweepStoreError as SweepStoreError
+from ._store import (
+    FIELDS as FIELDS,
+    SweepIncomplete as SweepIncomplete,
+    SweepInterrupted as SweepInterrupted,
+    SweepStoreError as SweepStoreError,
+)
 from ._summary import (
     UNDETERMINED_SE as UNDETERMINED_SE,
     ExponentRow as ExponentRow,
@@ -60,6 +65,7 @@ __all__ = [
     "run_sweep",
     "FIELDS",
     "SweepIncomplete",
+    "SweepInterrupted",
     "SweepStoreError",
     "UNDETERMINED_SE",
     "ExponentRow",

@@ -33,6 +33,7 @@ from ._lock import folder_lock
 from ._reference import flow_reference
 from ._results import SweepResults
 from ._store import (
+    SweepInterrupted,
     assemble,
     chunk_files,
     claim_folder,
@@ -430,6 +431,17 @@ def plan_sweep(spec, out, *, chunk_size, shard, verbose, problem, params0, progr
     )  # fmt: skip
 
 
+@contextlib.contextmanager
+def _interrupt_says_what_is_saved(saved, total: int, out: Path):
+    """Ctrl-C becomes :class:`SweepInterrupted`, saying how many runs the folder holds (every finished chunk)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise SweepInterrupted(
+            f"interrupted: {saved()} of {total} runs saved in {out}; rerun the same sweep to resume"
+        ) from None
+
+
 def execute_plan(plan: SweepPlan, *, max_chunks, shard, progress, verbose) -> tuple[int, int]:
     """Run the plan's chunks (at most ``max_chunks``), writing each as it finishes; ``(chunks run, compiles)``."""
     spec, points, steps = plan.spec, plan.points, plan.steps
@@ -449,7 +461,8 @@ def execute_plan(plan: SweepPlan, *, max_chunks, shard, progress, verbose) -> tu
         )
     compiled: dict[tuple, object] = {}
     ran = 0
-    with count_compiles() as compiles:
+    saved, total = int(plan.done[plan.unique].sum()), len(plan.unique)
+    with count_compiles() as compiles, _interrupt_says_what_is_saved(lambda: saved, total, plan.out):
         for chunk in plan.chunks:
             if max_chunks is not None and ran >= max_chunks:
                 break
@@ -471,6 +484,7 @@ def execute_plan(plan: SweepPlan, *, max_chunks, shard, progress, verbose) -> tu
                 path = plan.out / "chunks" / f"{spec.digest}-{chunk.name}.npz"  # a foreign sweep's never clashes
                 write_chunk(path, spec.digest, idx, start=plan.identity, horizon=steps[idx], **result)
             ran += 1
+            saved += len(idx)
             if bar is not None:
                 bar.update(len(idx) * chunk.horizon)
     if bar is not None:

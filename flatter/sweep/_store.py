@@ -34,6 +34,10 @@ class SweepStoreError(ValueError):
     """A results folder that does not match the sweep asked of it; the message names the file."""
 
 
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a sweep; the message says how many runs are saved (a rerun resumes from them)."""
+
+
 class SweepIncomplete(SweepStoreError):
     """``load`` of a sweep whose runs are not all done (``load(folder, partial=True)`` returns them)."""
 

@@ -221,7 +221,7 @@ class ScalingSummary:
                 f"{gs.gamma:.3f}  95% bootstrap CI [{lo:.3f}, {hi:.3f}]" + _edge_note(gs),
                 "gamma*(eta): "
                 + ", ".join(
-                    f"{e:g}: {g:.3f} [{a:.2f}, {b:.2f}]"
+                    f"{e:g}: {gamma_text(g, gs.gammas)} [{a:.2f}, {b:.2f}]"
                     for e, g, (a, b) in zip(gs.etas, gs.fit.per_eta, gs.fit.per_eta_ci, strict=True)
                 ),
                 f"vertex of alpha_settle(gamma): {gs.fit.alpha_vertex:.3f}",
@@ -234,9 +234,11 @@ class ScalingSummary:
         pred = self.predicted
         if pred is not None:
             per = ", ".join(
-                f"{e:g}: {g:.3f} [{a:.2f}, {b:.2f}]"
+                f"{e:g}: {gamma_text(g, pred.gammas)} [{a:.2f}, {b:.2f}]"
                 for e, g, (a, b) in zip(pred.etas, pred.gamma_star, pred.gamma_star_ci, strict=True)
             )
+            if any(gamma_text(g, pred.gammas).startswith(("<=", ">=")) for g in pred.gamma_star):
+                per += " (>= / <=: at the gamma grid's edge, a bound)"
             lines.append(f"predicted gamma*(eta) (reduced SDE, {pred.model_evaluations} force evaluations): {per}")
             lines.append(f"regime: {self.regime}")
         lines.append(f"censored runs (settling not reached within the horizon): {self.censored}")
@@ -267,6 +269,19 @@ class ScalingSummary:
                 f"CI [{lo:.3f}, {hi:.3f}]; vertex of alpha(gamma): {gs.fit.alpha_vertex:.3f}" + _edge_note(gs)
             )
         return "\n".join(lines)
+
+
+def gamma_text(gamma: float, grid) -> str:
+    """A gamma* as printed: a value inside the grid, a bound (``>= 0.850``) at its edge, where the vertex of
+    log T over gamma is only known to lie beyond the grid."""
+    grid = np.asarray(grid, float)
+    if not np.isfinite(gamma):
+        return "nan"
+    if np.isclose(gamma, grid.max()):
+        return f">= {gamma:.3f}"
+    if np.isclose(gamma, grid.min()):
+        return f"<= {gamma:.3f}"
+    return f"{gamma:.3f}"
 
 
 def _edge_note(gs: GammaStar) -> str:
