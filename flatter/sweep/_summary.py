@@ -330,9 +330,9 @@ def summarize(
     convergence times fitted (:attr:`SweepResults.criteria`; gamma* is read from the first).
 
     Examples:
-      >>> import flatter  # doctest: +SKIP
-      >>> summary = flatter.sweep.summarize(flatter.sweep.load("out/sweep"))  # doctest: +SKIP
-      >>> print(summary.table())  # doctest: +SKIP
+      ``summary = flatter.sweep.summarize(flatter.sweep.load("out/sweep")); print(summary.table())``. The
+      README's notebook does this on a user's own problem, and ``tests/test_sweep.py`` runs it verbatim (a
+      sweep is too long for a doctest).
     """
     all_results = [results] if isinstance(results, SweepResults) else list(results)
     if not all_results:
