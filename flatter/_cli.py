@@ -4,7 +4,9 @@ Arguments are parsed before anything heavy is imported, so ``--help``, ``--versi
 errors answer at once. Before JAX starts, the commands set the machine up for sweeps: on CPU one
 JAX device per core (``--cpu-devices``, default: every core this process may use) so that a sweep's
 runs are split over all cores, and one OpenBLAS thread (``OPENBLAS_NUM_THREADS``, unless already
-set) for the small dense linear algebra of the setup, where more threads only contend.
+set) for the small dense linear algebra of the setup, where more threads only contend. JAX's
+persistent compilation cache is on (``~/.cache/flatter/jax``; ``FLATTER_COMPILATION_CACHE=0`` turns it
+off, ``FLATTER_COMPILATION_CACHE_DIR`` moves it), so a second run of a command compiles nothing.
 """
 
 from __future__ import annotations
@@ -30,13 +32,35 @@ def _version() -> str:
         return "0.0.0+local"
 
 
+def compilation_cache_dir() -> str | None:
+    """The folder of JAX's persistent compilation cache for the CLI, or None when it is off.
+
+    ``FLATTER_COMPILATION_CACHE=0`` turns it off; ``FLATTER_COMPILATION_CACHE_DIR`` moves it; the
+    default is ``$XDG_CACHE_HOME/flatter/jax`` (``~/.cache/flatter/jax``).
+    """
+    if os.environ.get("FLATTER_COMPILATION_CACHE", "1").strip().lower() in ("0", "off", "false", "no"):
+        return None
+    folder = os.environ.get("FLATTER_COMPILATION_CACHE_DIR")
+    if not folder:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        folder = os.path.join(base, "flatter", "jax")
+    return folder
+
+
 def _configure_machine(cpu_devices: int) -> None:
-    """One JAX CPU device per core and single-threaded OpenBLAS; must run before JAX's backends start."""
+    """One JAX CPU device per core, single-threaded OpenBLAS and the persistent compilation cache (a second
+    run of a command compiles nothing); must run before JAX's backends start."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
-        return  # the user chose the host devices already
     import jax
 
+    cache = compilation_cache_dir()
+    if cache is not None:
+        jax.config.update("jax_compilation_cache_dir", cache)
+        # Every program, however quick to compile: a sweep's many small ones add up.
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return  # the user chose the host devices already
     jax.config.update("jax_num_cpu_devices", cpu_devices)
 
 

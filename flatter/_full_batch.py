@@ -51,6 +51,7 @@ def fit_training_set(
     tol: float = 1e-8,
     max_steps: int = 10_000,
     check_every: int = 50,
+    progress: bool = False,
 ) -> tuple[Params, FitInfo]:
     r"""Full-batch heavy ball, :math:`v \leftarrow \beta v + \nabla L`, :math:`\theta \leftarrow \theta - \eta v`,
     until the training set is fitted.
@@ -60,7 +61,8 @@ def fit_training_set(
     :func:`flatter.interpolate`'s Gauss-Newton is usually the better phase 1). The gradient is
     :func:`full_batch_gradient` (accumulated over minibatches of ``batch_size``). Steps run in
     blocks of ``check_every`` (one compiled call per step); the criterion is checked between blocks, so the result may
-    overshoot it by less than a block.
+    overshoot it by less than a block. With ``progress`` a tqdm bar counts the steps against ``max_steps`` and
+    shows the loss (and accuracy) after each block.
     """
     check_positive("learning_rate", learning_rate)
     check_momentum("momentum", momentum)
@@ -94,12 +96,22 @@ def fit_training_set(
 
     state = (params, jax.tree.map(jnp.zeros_like, params))
     steps = 0
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=max_steps, unit="step", desc="phase 1 (full batch)")
     with full_precision():
         done, loss, accuracy = fitted(state[0])
         while not done and steps < max_steps:
             state = block(state)
             steps += check_every
             done, loss, accuracy = fitted(state[0])
+            if bar is not None:
+                bar.update(check_every)
+                bar.set_postfix(loss=f"{loss:.3g}", **({"accuracy": f"{accuracy:.3f}"} if classification else {}))
+    if bar is not None:
+        bar.close()
     return state[0], FitInfo(steps, loss, accuracy, bool(done))
 
 

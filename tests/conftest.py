@@ -7,6 +7,16 @@ import pytest
 jax.config.update("jax_enable_x64", True)
 
 
+def pytest_collection_modifyitems(config, items):
+    """The heavy tests first: over several workers (pytest-xdist) the suite then ends when its many short tests do."""
+
+    def order(item):  # the longest first (heavy(minutes=...)), then the other heavy ones, then file order
+        heavy = item.get_closest_marker("heavy")
+        return (0, -heavy.kwargs.get("minutes", 1)) if heavy is not None else (1, 0)
+
+    items.sort(key=order)
+
+
 @pytest.fixture(scope="session")
 def fashion_idx_folder(tmp_path_factory):
     """The official Fashion-MNIST files: Debian's package where installed (CI installs it), else IDX files written

@@ -65,17 +65,31 @@ def toy_spec(**kw):
     return SweepSpec(**base)
 
 
-def cifar_batch(n, offset):
-    """One CIFAR-10 batch dict as the official pickles hold it: n random images, labels cycling from offset."""
+def cifar_batch(n, offset, learnable=False):
+    """One CIFAR-10 batch dict as the official pickles hold it: n random images, labels cycling from offset.
+
+    ``learnable``: each class's images are a stripe pattern of its own orientation and frequency plus noise, so a
+    network fits them in a few dozen steps (random pixels take hundreds); normalization per image leaves the
+    pattern.
+    """
     rng = np.random.default_rng(offset)
-    data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
     labels = [(i + offset) % 10 for i in range(n)]
+    data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+    if learnable:
+        y, x = np.mgrid[0:32, 0:32] / 32.0
+        angle = np.pi * np.asarray(labels)[:, None, None] / 10
+        stripes = np.sin(2 * np.pi * 3 * (np.cos(angle) * x + np.sin(angle) * y))
+        image = 128 + 90 * stripes[:, None] + rng.normal(0, 20, (n, 3, 32, 32))
+        data = np.clip(image, 0, 255).astype(np.uint8).reshape(n, 3072)
     return {b"batch_label": b"batch", b"labels": labels, b"data": data, b"filenames": [b"x.png"] * n}
 
 
-def write_cifar(folder: Path, archive: bool, per_batch: int = 4, test: int = 3) -> dict:
-    """Five training batches and a test batch in the official "python version" format (random pixels)."""
-    batches = {f"data_batch_{i}": cifar_batch(per_batch, i) for i in range(1, 6)} | {"test_batch": cifar_batch(test, 9)}
+def write_cifar(folder: Path, archive: bool, per_batch: int = 4, test: int = 3, learnable: bool = False) -> dict:
+    """Five training batches and a test batch in the official "python version" format (random pixels, or
+    ``learnable`` class patterns: :func:`cifar_batch`)."""
+    batches = {f"data_batch_{i}": cifar_batch(per_batch, i, learnable) for i in range(1, 6)} | {
+        "test_batch": cifar_batch(test, 9, learnable)
+    }
     blobs = {name: pickle.dumps(batch, protocol=2) for name, batch in batches.items()}
     if archive:
         with tarfile.open(folder / "cifar-10-python.tar.gz", "w:gz") as tar:

@@ -1,6 +1,7 @@
 """No compile a user would not expect: eager loops over hyperparameters, sweeps over many horizons, the CLI."""
 
 import contextlib
+import os
 import subprocess
 import sys
 import time
@@ -91,8 +92,10 @@ def test_chunk_sizes_are_few_shapes_with_little_padding():
     for devices in (1, 2, 8):
         for count in range(1, 700):
             sizes = chunk_sizes(count, 256, devices)
-            assert all(s % devices == 0 and s <= max(256, 8 * devices) for s in sizes)
-            assert count <= sum(sizes) < count + max(8, devices) + devices
+            assert all(s % devices == 0 and s <= max(256, devices) for s in sizes)
+            assert count <= sum(sizes) < count + devices  # no padding but the device count's rounding
+            padded = chunk_sizes(count, 256, devices, smallest=8)  # fewer shapes, at most a chunk of 8 padded
+            assert count <= sum(padded) < count + max(8, devices) + devices
             units = [s // devices for s in sizes]
             assert all(u & (u - 1) == 0 for u in units)  # powers of two
 
@@ -121,3 +124,31 @@ def test_cli_bad_cpu_devices_is_one_line():
         [sys.executable, "-m", "flatter._cli", "scaling", "--cpu-devices", "0"], capture_output=True, text=True
     )
     assert out.returncode == 2 and out.stderr.strip().count("\n") == 0 and "--cpu-devices" in out.stderr
+
+
+def test_a_second_run_of_a_command_compiles_nothing(tmp_path):
+    """The CLI's persistent compilation cache: the same command again hits the cache for every program."""
+    # A program read from the cache is timed like a compile (the duration event) and counted as a cache hit.
+    code = (
+        "import sys, jax\nevents = []\n"
+        "jax.monitoring.register_event_duration_secs_listener(lambda name, *a, **k: events.append(name))\n"
+        "jax.monitoring.register_event_listener(lambda name, *a, **k: events.append(name))\n"
+        "from flatter._cli import main\nrc = main(sys.argv[1:])\n"
+        "compiles = events.count('/jax/core/compile/backend_compile_duration')\n"
+        "print('compiles', compiles - events.count('/jax/compilation_cache/cache_hits'))\nsys.exit(rc)"
+    )
+    command = [sys.executable, "-c", code, "demo", "--steps", "200", "--seeds", "1"]
+    env = {**os.environ, "FLATTER_COMPILATION_CACHE_DIR": str(tmp_path / "cache"), "FLATTER_COMPILATION_CACHE": "1"}
+
+    def compiles(out: str, **extra: str) -> int:  # a fresh folder each time: the work is redone, not read back
+        done = subprocess.run(
+            command + ["--out", str(tmp_path / out)], capture_output=True, text=True, cwd=ROOT, env={**env, **extra},
+            timeout=600,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        return int(done.stdout.rsplit("compiles ", 1)[1].split()[0])
+
+    first = compiles("a")
+    assert first > 0 and any((tmp_path / "cache").iterdir())
+    assert compiles("b") == 0
+    assert compiles("c", FLATTER_COMPILATION_CACHE="0") == first  # off: everything compiles again

@@ -196,6 +196,7 @@ SMALL = dict(
 )  # fmt: skip
 
 
+@pytest.mark.heavy
 def test_the_study_end_to_end_on_real_images_resumes_and_writes_its_figure(tmp_path, fashion_idx_folder, capsys):
     summary = driver.run_large_batch("fashion-mnist", "quick", tmp_path, data_dir=fashion_idx_folder, **SMALL)
     out = tmp_path / "large-batch" / "fashion-mnist" / "quick"

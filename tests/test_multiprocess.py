@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,6 +88,7 @@ def test_two_processes_equal_one_process_and_only_process_0_writes(tmp_path):
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
+@pytest.mark.heavy
 def test_a_killed_process_loses_no_finished_chunk(tmp_path):
     out = tmp_path / "pair"
     port = free_port()

@@ -17,6 +17,7 @@ def alpha(summary, gamma, criterion="settle", variant="sgdm"):
     return summary.row(variant, gamma, criterion)
 
 
+@pytest.mark.heavy
 def test_toy_valley_reproduces_theory_row(tmp_path):
     summary = run_scaling("toy-valley", "quick", tmp_path, progress=False)
     for gamma, want in THEORY_TOY_ROW.items():
@@ -27,6 +28,7 @@ def test_toy_valley_reproduces_theory_row(tmp_path):
     assert (tmp_path / "toy-valley" / "quick" / "scaling.png").stat().st_size > 20_000
 
 
+@pytest.mark.heavy(minutes=3)
 def test_matrix_sensing_quick_preset(tmp_path):
     summary = run_scaling("matrix-sensing", "quick", tmp_path, progress=False)
     a_half, a_two_thirds = alpha(summary, 0.5), alpha(summary, 2 / 3)

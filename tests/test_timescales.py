@@ -173,6 +173,7 @@ def test_predict_grid_flags_unstable_points_and_keeps_stable_ones():
     assert grid.settle_samples.shape == (2, 48)
 
 
+@pytest.mark.heavy
 def test_predict_spec_on_a_users_problem_gives_the_registered_problems_numbers_and_gamma_star_near_two_thirds():
     """sweep.predict_spec on the toy quick grid (kappa = 1/4: the underdamped side of the regime map) predicts
     gamma* within 0.05 of 2/3 at the smallest eta (a physics claim that fails for an overdamped setting, see

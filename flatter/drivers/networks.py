@@ -233,7 +233,7 @@ def build_problem(config: NetworkPreset, data_dir: str | Path | None = None) -> 
     return problem, params, data.source
 
 
-def phase1(problem: Problem, params, config: NetworkPreset, path: Path, source: str):
+def phase1(problem: Problem, params, config: NetworkPreset, path: Path, source: str, progress: bool = False):
     """Fit the training set (or read the checkpoint a previous run of the same settings wrote)."""
     settings = {
         "dataset": config.dataset,
@@ -260,6 +260,7 @@ def phase1(problem: Problem, params, config: NetworkPreset, path: Path, source: 
         batch_size=config.phase1_batch_size,
         tol=config.phase1_tol,
         max_steps=config.phase1_max_steps,
+        progress=progress,
     )
     if not info.converged:
         raise ValueError(
@@ -286,7 +287,9 @@ def _noise(config: NetworkPreset, key, num_classes: int):
     return label_noise(config.noise_scale, key=key, mode="minibatch")
 
 
-def pilot_flow_time(problem: Problem, params, config: NetworkPreset, threshold: float, path: Path) -> dict:
+def pilot_flow_time(
+    problem: Problem, params, config: NetworkPreset, threshold: float, path: Path, progress: bool = False
+) -> dict:
     """The time :math:`t^* = \\eta_\\mathrm{eff}^2 T` one SGDM run takes to settle tr∇²L below ``threshold``.
 
     One run at gamma = 2/3, the largest eta, seed 0, doubling its length until the criterion settles
@@ -302,6 +305,8 @@ def pilot_flow_time(problem: Problem, params, config: NetworkPreset, threshold: 
     tx = optax.chain(_noise(config, jax.random.key(1), problem.targets.shape[-1]), heavy_ball(eta, beta))
     steps = min(config.records * 16, config.max_steps)
     while True:
+        if progress:
+            print(f"pilot: {steps} steps of SGDM at eta={eta:g}, gamma=2/3 ...", flush=True)
         traj = simulate(
             problem,
             tx,
@@ -420,7 +425,7 @@ def run_network_experiment(
     start = time.perf_counter()
     with full_precision():
         problem, params, source = build_problem(config, data_dir)
-        params, meta = phase1(problem, params, config, out / "phase1.npz", source)
+        params, meta = phase1(problem, params, config, out / "phase1.npz", source, progress=progress)
         threshold = config.threshold * meta["observables"]["trace"]
         print(
             f"phase 1: {meta['steps']} full-batch steps ({meta['seconds']:.1f} s), train accuracy "
@@ -428,7 +433,7 @@ def run_network_experiment(
             f"tr∇²L {meta['observables']['trace']:.4g}",
             flush=True,
         )
-        pilot = pilot_flow_time(problem, params, config, threshold, out / "pilot.json")
+        pilot = pilot_flow_time(problem, params, config, threshold, out / "pilot.json", progress=progress)
         settles = "does not settle within" if pilot.get("censored") else "settles in"
         print(f"pilot: tr∇²L {settles} {pilot['steps']:.0f} steps at eta={pilot['eta']:g}", flush=True)
     spec = spec_for(problem, config, threshold, pilot["flow_time"])

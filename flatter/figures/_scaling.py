@@ -191,16 +191,25 @@ def gamma_star(ax, summary: ScalingSummary) -> None:
         raise ValueError("summary.predicted is None: summarize(results, predicted=flatter.sweep.predict_spec(spec))")
     etas = np.asarray(pred.etas)
     band = np.asarray(pred.gamma_star_ci)
+    gammas = pred.gammas
     ax.fill_between(etas, band[:, 0], band[:, 1], color="C2", alpha=0.25, lw=0, label="predicted 95% band")
-    ax.plot(etas, pred.gamma_star, "s-", color="C2", ms=4, label="predicted (reduced SDE)")
+    predicted = np.asarray(pred.gamma_star, float)
+    # A gamma* on the grid's edge is a bound (the vertex lies beyond it): drawn as a caret, not joined to the values.
+    edge_p = _at_edge(predicted, gammas)
+    ax.plot(etas, np.where(edge_p, np.nan, predicted), "s-", color="C2", ms=4, label="predicted (reduced SDE)")
+    _bounds(ax, etas, predicted, edge_p, gammas, "C2", r"predicted, a bound ($\geq$ / $\leq$ the grid's edge)")
     measured = summary.gamma_star
     if measured is not None:
-        m = np.asarray(measured.fit.per_eta)
+        m = np.asarray(measured.fit.per_eta, float)
         ci = np.asarray(measured.fit.per_eta_ci)
+        edge_m = _at_edge(m, gammas)
+        inside = ~edge_m
+        e = np.asarray(measured.etas)
         ax.errorbar(
-            measured.etas, m, yerr=[m - ci[:, 0], ci[:, 1] - m], fmt="o", color="C1", capsize=2, label="measured"
-        )
-    gammas = pred.gammas
+            e[inside], m[inside], yerr=[(m - ci[:, 0])[inside], (ci[:, 1] - m)[inside]], fmt="o", color="C1",
+            capsize=2, label="measured (95% bootstrap CI)",
+        )  # fmt: skip
+        _bounds(ax, e, m, edge_m, gammas, "C1", r"measured, a bound ($\geq$ / $\leq$ the grid's edge)")
     ax.axhline(2 / 3, color="k", ls="--", lw=0.8, label=r"2/3 (the $\eta\to0$ theory)")
     for edge in (min(gammas), max(gammas)):
         ax.axhline(edge, color="0.7", lw=0.6)
@@ -223,6 +232,28 @@ def gamma_star(ax, summary: ScalingSummary) -> None:
     )
     grid_ticks(ax, etas)
     ax.legend(fontsize=7, loc="center right")
+
+
+def _at_edge(values: np.ndarray, gammas) -> np.ndarray:
+    """Which gamma* sit on the gamma grid's edge (so they are bounds, not values)."""
+    values = np.asarray(values, float)
+    lo, hi = min(gammas), max(gammas)
+    return np.isfinite(values) & ((np.abs(values - hi) < 1e-6) | (np.abs(values - lo) < 1e-6))
+
+
+def _bounds(ax, etas, values, edge, gammas, color: str, label: str) -> None:
+    """Carets at the grid's edge: up for gamma* >= the largest gamma, down for <= the smallest."""
+    if not edge.any():
+        return
+    up = edge & (np.asarray(values) > np.mean([min(gammas), max(gammas)]))
+    first = True
+    for mask, marker in ((up, "^"), (edge & ~up, "v")):
+        if mask.any():
+            ax.plot(
+                np.asarray(etas)[mask], np.asarray(values)[mask], marker, color=color, mfc="none", ms=7, ls="none",
+                label=label if first else None,
+            )  # fmt: skip
+            first = False
 
 
 def scaling_figure(results: SweepResults | Sequence[SweepResults], summary: ScalingSummary):

@@ -120,8 +120,12 @@ def tune_and_train(
         raise ValueError(f"grid must be a non-empty list of learning rates, got {grid!r}")
     seeds = check_positive_int("seeds", seeds)
     tuning_seeds = check_positive_int("tuning_seeds", tuning_seeds)
-    common = dict(optimizer=optimizer, batch_size=batch_size, epochs=epochs, validation=validation, **train_kwargs)
     lrs = np.repeat(grid_arr, tuning_seeds)
+    # The tuning and the reported runs in calls of one size: one compiled program per cell.
+    common = dict(
+        optimizer=optimizer, batch_size=batch_size, epochs=epochs, validation=validation,
+        runs_per_call=min(seeds, lrs.size), **train_kwargs,
+    )  # fmt: skip
     tune_seeds = TUNING_SEED_OFFSET + np.tile(np.arange(tuning_seeds), grid_arr.size)
     tuning = train_runs(problem, init, learning_rates=lrs, seeds=tune_seeds, **common)
     final_val = tuning.validation_accuracy[:, -1].reshape(grid_arr.size, tuning_seeds)

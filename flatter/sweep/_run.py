@@ -227,17 +227,20 @@ def _host_run_fn(problem, params0, spec: SweepSpec, threshold: float, momentum: 
     return run
 
 
-def chunk_sizes(count: int, chunk_size: int, devices: int = 1, smallest: int = 8) -> list[int]:
-    """Split ``count`` runs into chunks of ``devices * 2**j`` runs, from about ``smallest`` to ``chunk_size``.
+def chunk_sizes(count: int, chunk_size: int, devices: int = 1, smallest: int = 1) -> list[int]:
+    """Split ``count`` runs into chunks of ``devices * 2**j`` runs, from ``smallest`` to ``chunk_size``.
 
-    Each chunk size is a compiled shape, so sizes come from a short list of powers of two (a handful of
-    compiles for the whole sweep), and the count is decomposed in binary, so nothing but the last
-    chunk's few padding runs is computed in vain.
+    Each chunk size is a compiled shape, so sizes come from the powers of two (at most
+    ``log2(chunk_size) + 1`` compiles per program for the whole sweep), and the count is decomposed in
+    binary, so no run is computed in vain but the last chunk's rounding up to ``smallest`` runs per
+    device (none by default) and to a multiple of ``devices``.
 
     Examples:
       >>> from flatter.sweep import chunk_sizes
       >>> chunk_sizes(96, 256, devices=2), chunk_sizes(600, 256), chunk_sizes(3, 256, devices=2)
-      ([64, 32], [256, 256, 64, 16, 8], [8])
+      ([64, 32], [256, 256, 64, 16, 8], [4])
+      >>> chunk_sizes(3, 256), chunk_sizes(3, 256, smallest=8)  # exact, or one compiled shape padded
+      ([2, 1], [8])
     """
     unit_min = 1 << max(0, math.ceil(math.log2(max(smallest / devices, 1))))
     unit_max = max(unit_min, 1 << int(math.log2(max(chunk_size // devices, 1))))
@@ -379,6 +382,11 @@ def _chunks(points: dict, steps: np.ndarray, todo: np.ndarray, chunk_size: int, 
     return chunks
 
 
+def run_steps(chunks: list[Chunk]) -> tuple[int, int]:
+    """(requested, computed) run-steps of ``chunks``: the runs asked for, and those padded to the chunk sizes."""
+    return sum(len(c.runs) * c.horizon for c in chunks), sum(c.size * c.horizon for c in chunks)
+
+
 def plan_sweep(spec, out, *, chunk_size, shard, verbose, problem, params0, progress) -> SweepPlan:
     """Claim the folder, set up the start (phase 1, the flow reference, the horizons) and plan the chunks."""
     out = Path(out)
@@ -491,10 +499,12 @@ def execute_plan(plan: SweepPlan, *, max_chunks, shard, progress, verbose) -> tu
         bar.close()
     if verbose:
         shapes = len({(c.structure, c.size) for c in plan.chunks[:ran]})
+        requested, computed = run_steps(plan.chunks[:ran])
         print(
             f"sweep {spec.problem}: {ran} chunks in {time.perf_counter() - start:.1f} s, "
             f"{int(compiles)} compile{'s' * (int(compiles) != 1)} (one per optimizer structure, batch size and "
-            f"chunk size: {shapes})",
+            f"chunk size: {shapes}); {computed:,} run-steps computed for {requested:,} requested "
+            f"({computed / max(requested, 1):.2f}x)",
             flush=True,
         )
     return ran, int(compiles)
