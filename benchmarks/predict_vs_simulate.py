@@ -74,7 +74,7 @@ def main(seeds=64):
         )
     print(
         f"wall, compile included: prediction of all {len(CASES)} rows {t_pred:.2f} s (one call, "
-        f"{pred.model_evaluations} evaluations with the padding to 8 points), "
+        f"{pred.model_evaluations} evaluations, the padding of its point blocks included), "
         f"simulation {t_sim_total:.2f} s ({len(CASES)} calls)"
     )
 

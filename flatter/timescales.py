@@ -234,6 +234,7 @@ def predict_grid(
     resolution: int = 32,
     max_doublings: int = 6,
     key: PRNGKeyArray | None = None,
+    progress: bool = False,
 ) -> StepsGrid:
     r"""Predict the steps to a criterion at every point of a grid of ``eta, beta, sigma`` (broadcast), in one compile.
 
@@ -249,7 +250,8 @@ def predict_grid(
     over a horizon in :math:`s = (1-\beta)k` that starts at
     :math:`\max(4\tau_2(1-\beta), 12)` and doubles (for the points that need it) until at least
     three quarters of its paths have settled. Steps are :math:`k = s/(1-\beta)`. Model evaluations
-    count force evaluations (two per integration step) times paths times points integrated.
+    count force evaluations (two per integration step) times paths times points integrated. With
+    ``progress`` a tqdm bar counts the points whose prediction is final.
 
     Examples:
       >>> import jax.numpy as jnp, flatter
@@ -289,28 +291,47 @@ def predict_grid(
     settle, settle_cens = np.full(shape, np.inf), np.ones(shape, bool)
     todo = stable.copy()
     evaluations, point_evaluations = 0, np.zeros(eta.size, int)
+    # A quarter of the grid per call (a power of two, at most GRID_BLOCK): few calls, little padding per group.
+    block = min(GRID_BLOCK, 1 << int(np.ceil(np.log2(max(eta.size / 4, 1)))))
+    run = _jitted_grid(names, resolution << MAX_REFINE, seeds, method == "sde", below)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=eta.size, unit="point", desc="predict (reduced SDE)", initial=int((~todo).sum()))
     for attempt in range(max_doublings + 1):
         if not todo.any():
             break
-        refine = np.clip(np.ceil(np.log2(np.maximum(horizon * rate / (0.3 * resolution), 1.0))), 0, 6).astype(int)
+        if bar is not None:
+            bar.set_postfix(horizon_doublings=attempt)
+        refine = np.clip(np.ceil(np.log2(np.maximum(horizon * rate / (0.3 * resolution), 1.0))), 0, MAX_REFINE)
+        refine = refine.astype(int)
         keys = jax.random.split(jax.random.fold_in(key, attempt), eta.size)
         for j in np.unique(refine[todo]):
             steps = resolution << int(j)
-            run = _jitted_grid(names, steps, seeds, method == "sde", below)
             ds = horizon / steps
-            # The points still to do at this refinement, padded to a power of two (few compiles).
-            index = np.flatnonzero(todo & (refine == j))
-            padded = np.resize(index, 1 << int(np.ceil(np.log2(index.size))))
-            hyper = reduced_hyperparameters(eta[padded], beta[padded], sigma[padded], batch_size, ds[padded])
-            f, fc, st, sc = (np.asarray(v)[: index.size] for v in run(problem, params0, keys[padded], hyper, threshold))
-            evaluations += 2 * steps * seeds * padded.size  # two force evaluations per step (Heun)
-            point_evaluations[index] += 2 * steps * seeds
-            # times come back in criterion records: to optimizer steps k = s / (1 - beta)
-            to_steps = (ds[index] / CRITERION_SUBSTEPS / a[index])[:, None]
-            first[index], first_cens[index] = f * to_steps, fc
-            settle[index], settle_cens[index] = st * to_steps, sc
+            # The points still to do at this refinement, in calls of `block` points (the last padded): the step
+            # count is an input, so every refinement and attempt runs the one compiled program.
+            group = np.flatnonzero(todo & (refine == j))
+            for index in np.array_split(group, -(-group.size // block)):
+                padded = np.resize(index, block)
+                hyper = reduced_hyperparameters(eta[padded], beta[padded], sigma[padded], batch_size, ds[padded])
+                out = run(problem, params0, keys[padded], hyper, threshold, np.int32(steps))
+                f, fc, st, sc = (np.asarray(v)[: index.size] for v in out)
+                evaluations += 2 * steps * seeds * padded.size  # two force evaluations per step (Heun)
+                point_evaluations[index] += 2 * steps * seeds
+                # times come back in criterion records: to optimizer steps k = s / (1 - beta)
+                to_steps = (ds[index] / CRITERION_SUBSTEPS / a[index])[:, None]
+                first[index], first_cens[index] = f * to_steps, fc
+                settle[index], settle_cens[index] = st * to_steps, sc
+        done_before = int((~todo).sum())
         todo = todo & (settle_cens.mean(axis=1) > 0.25)
         horizon = np.where(todo, 2 * horizon, horizon)
+        if bar is not None:
+            bar.update(int((~todo).sum()) - done_before)
+    if bar is not None:
+        bar.update(eta.size - bar.n)  # what is still censored after the last doubling is final too
+        bar.close()
     first_samples = np.where(first_cens, np.inf, first)
     settle_samples = np.where(settle_cens, np.inf, settle)
     with np.errstate(invalid="ignore"):
@@ -327,17 +348,28 @@ def predict_grid(
         )
 
 
+MAX_REFINE = 6
+"""At most ``resolution * 2**MAX_REFINE`` integration steps per point and horizon in :func:`predict_grid`."""
+GRID_BLOCK = 64
+"""At most this many points per compiled call of :func:`predict_grid` (a quarter of the grid, rounded up to a
+power of two)."""
+
+
 @functools.lru_cache(maxsize=32)
-def _jitted_grid(names, resolution: int, seeds: int, fluctuations: bool, below: bool):
-    paths = paths_function(names, resolution, 1, seeds, fluctuations, 2, CRITERION_SUBSTEPS)
+def _jitted_grid(names, max_steps: int, seeds: int, fluctuations: bool, below: bool):
+    """One compiled program for a whole grid: points vmapped, the step count (<= ``max_steps``) an input."""
+    paths = paths_function(names, max_steps, 1, seeds, fluctuations, 2, CRITERION_SUBSTEPS, traced_saves=True)
     ((name, _),) = names
 
-    def run(problem, params0, keys, hyper, threshold):
-        values = jax.vmap(paths, in_axes=(None, None, 0, 0))(problem, params0, keys, hyper)[name]
+    def run(problem, params0, keys, hyper, threshold, steps):
+        values = jax.vmap(paths, in_axes=(None, None, 0, 0, None))(problem, params0, keys, hyper, steps)[name]
+        # Records past the last step repeat it, so the criteria see the horizon's own end; a censored time is
+        # that end, not the buffer's.
         index = jnp.arange(values.shape[-1])
+        end = steps * CRITERION_SUBSTEPS
         first = first_passage(index, values, threshold, below=below)
         settle = settling_time(index, values, threshold, below=below)
-        return first.time, first.censored, settle.time, settle.censored
+        return jnp.minimum(first.time, end), first.censored, jnp.minimum(settle.time, end), settle.censored
 
     return jax.jit(run)
 

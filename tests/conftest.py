@@ -7,6 +7,12 @@ import pytest
 jax.config.update("jax_enable_x64", True)
 
 
+def pytest_configure(config):
+    # Every figure a test writes goes through flatter.figures.save_figure's geometry check: a text off the figure
+    # or into another panel fails the test (after x64 is on: the category's import loads flatter).
+    config.addinivalue_line("filterwarnings", "error::flatter.figures.LayoutWarning")
+
+
 def pytest_collection_modifyitems(config, items):
     """The heavy tests first: over several workers (pytest-xdist) the suite then ends when its many short tests do."""
 

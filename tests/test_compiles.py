@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import re
 import subprocess
 import sys
 import time
@@ -86,6 +87,8 @@ def test_sweep_compiles_once_per_chunk_shape_not_per_horizon(tmp_path, capsys):
     assert len(horizons) >= 4
     assert compiles == shapes < len(horizons)
     assert f"{compiles} compile" in out and "setup" in out
+    computed, requested = re.search(r"([\d,]+) run-steps computed for ([\d,]+) requested", out).groups()
+    assert computed == requested and int(requested.replace(",", "")) > 0  # no padded run (one device here)
 
 
 def test_chunk_sizes_are_few_shapes_with_little_padding():

@@ -48,7 +48,7 @@ def test_each_dropped_eta_says_why_and_an_unfitted_row_gives_its_reason():
     assert fit.status == ("censored", "diverged", "unfinished", "at start", "used", "used")
     assert fit.dropped_note() == "eta dropped: 1 censored, 1 diverged, 1 unfinished, 1 at start"
     assert np.isnan(fit.alpha)
-    assert fit.reason == f"not fitted: 2 of 6 eta usable, 3 needed ({fit.dropped_note()})"
+    assert fit.reason == f"not fitted: 2 of 6 eta usable, 3 needed; {fit.dropped_note()}"
     full = power_law(etas[3:], synthetic(1.0, etas[3:], seeds=4))
     assert full.reason == "" and full.dropped_note() == "" and full.status == ("used",) * 3
 

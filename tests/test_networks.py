@@ -202,7 +202,7 @@ def test_fashion_mnist_driver_end_to_end_on_real_images(tmp_path, fashion_idx_fo
 
 
 @pytest.mark.heavy(minutes=4)
-def test_cifar10_smoke_preset_runs_from_an_archive(tmp_path, capsys):
+def test_cifar10_smoke_preset_runs_from_an_archive(tmp_path, capsys, float32):
     """The cifar10 driver end to end on an archive in the official format: ResNet-18 (width 32) through phase 1,
     the pilot, the sweep (host loop), the summary and the figure. The smoke preset on one image per class, with
     learnable images (the full preset on random pixels is ~15 min of a 2-core CPU); the CLI's own wiring is

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import stat
 
 import numpy as np
@@ -42,9 +43,12 @@ def test_truncated_chunk_is_named_and_recomputing_it_restores_the_sweep(tmp_path
         np.testing.assert_array_equal(resumed.data[k], fresh.data[k])
 
 
-def test_resume_does_not_depend_on_the_chunking(tmp_path):
+def test_resume_does_not_depend_on_the_chunking_and_says_what_it_found(tmp_path, capsys):
     run_sweep(spec(), tmp_path / "a", chunk_size=2, max_chunks=3, progress=False)
+    assert "resuming" not in capsys.readouterr().out  # a fresh folder
     resumed = run_sweep(spec(), tmp_path / "a", chunk_size=256, progress=False)
+    found = re.search(r"resuming: (\d+) of (\d+) runs found in (\S+)", capsys.readouterr().out)
+    assert found and 0 < int(found[1]) <= 6 < int(found[2]) and found[3] == str(tmp_path / "a")
     fresh = run_sweep(spec(), tmp_path / "b", progress=False)
     np.testing.assert_array_equal(resumed.data["T_settle"], fresh.data["T_settle"])
 

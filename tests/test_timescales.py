@@ -205,3 +205,48 @@ def test_predict_spec_on_a_users_problem_gives_the_registered_problems_numbers_a
 
     creeping = flatter.sweep.predict_spec(dataclasses.replace(spec, sigmas=(0.1,)), seeds=16, extra_decades=0)
     assert creeping.overshoot < 1.05 and creeping.gamma_star[-1] > 0.75
+
+
+def test_a_stored_prediction_is_read_back_and_not_recomputed(tmp_path, monkeypatch):
+    spec = flatter.sweep.SweepSpec(
+        problem="toy-valley", gammas=(0.5, 2 / 3), etas=(0.01, 0.004), observable="abs_y", threshold=0.1,
+        phase1=False, seeds=2, max_steps=2**12,
+    )  # fmt: skip
+    first = flatter.sweep.predict_spec(spec, seeds=4, extra_decades=0, store=tmp_path)
+    assert len(list(tmp_path.glob("prediction-*.json"))) == 1
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the stored prediction was recomputed")
+
+    monkeypatch.setattr(flatter.sweep._predict, "predict_grid", refuse)
+    again = flatter.sweep.predict_spec(spec, seeds=4, extra_decades=0, store=tmp_path)
+    for name in ("settle", "first", "gamma_star", "gamma_star_ci", "etas"):
+        np.testing.assert_array_equal(getattr(again, name), getattr(first, name))
+    assert again.kappa == first.kappa and again.gammas == first.gammas
+    # Other arguments are another prediction: computed, not read.
+    with pytest.raises(AssertionError, match="recomputed"):
+        flatter.sweep.predict_spec(spec, seeds=8, extra_decades=0, store=tmp_path)
+
+
+def test_the_grid_program_compiles_once_and_its_traced_length_integrates_the_same_path():
+    from flatter.limit._reduced_sde import paths_function, reduced_hyperparameters
+
+    toy = flatter.problems.toy_valley()
+    start = jnp.array([0.0, 1.0])
+    names = toy.resolve_observables(["abs_y"])
+    hyper = reduced_hyperparameters(1e-3, 1 - 1e-2, 1.0, 1, 0.5)
+    key = jax.random.key(3)
+    static = jax.jit(paths_function(names, 12, 1, 2, True, 2, 4))(toy, start, key, hyper)["abs_y"]
+    traced = jax.jit(paths_function(names, 32, 1, 2, True, 2, 4, traced_saves=True))(toy, start, key, hyper, 12)
+    np.testing.assert_array_equal(traced["abs_y"][:, : 12 * 4 + 1], static)  # the same steps and noise
+    assert (traced["abs_y"][:, 12 * 4 + 1 :] == static[:, -1:]).all()  # then the last record, repeated
+    # A grid whose points need different step counts (refinements) and horizons (doublings): one program.
+    eta = np.array([1e-2, 4e-3, 1.6e-3, 6.4e-4])
+    gamma = np.array([0.5, 2 / 3, 0.85])[:, None]
+    grid = flatter.timescales.predict_grid(
+        toy, start, eta=eta, beta=1 - eta**gamma, sigma=1.0, observable="abs_y", threshold=0.1, seeds=4,
+        key=jax.random.key(11),
+    )  # fmt: skip
+    assert len(set(grid.point_evaluations.tolist())) > 2
+    program = flatter.timescales._jitted_grid(names, 32 << flatter.timescales.MAX_REFINE, 4, True, True)
+    assert program._cache_size() == 1

@@ -28,6 +28,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 import flatter  # noqa: E402
+import flatter.figures  # noqa: E402
 
 QUICK = os.environ.get("FLATTER_QUICK") == "1"
 OUT = Path(os.environ.get("FLATTER_OUT", "flatter-out/theory"))
@@ -112,5 +113,5 @@ for row, name in enumerate(cases):
         title=f"{name}: error vs step size",
     )
     axes[row, 1].legend(fontsize=8)
-fig.savefig(OUT / "limit_vs_discrete.png", dpi=130)
+flatter.figures.save_figure(fig, OUT / "limit_vs_discrete.png", dpi=130)
 print("wrote", OUT / "limit_vs_discrete.png")

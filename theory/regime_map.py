@@ -40,10 +40,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 import flatter  # noqa: E402
+import flatter.figures  # noqa: E402
 from flatter import timescales  # noqa: E402
 
 QUICK = os.environ.get("FLATTER_QUICK") == "1"
-OUT = Path(os.environ.get("FLATTER_OUT", "."))
+OUT = Path(os.environ.get("FLATTER_OUT", "flatter-out/theory"))
 DELTA = 0.1
 base = flatter.problems.toy_valley()
 toy = flatter.Problem(base.predict, base.inputs, base.targets, observables={"abs_y": lambda p, th: jnp.abs(th[1])})
@@ -150,7 +151,7 @@ axes[1].set(
     xscale="log", xlabel=r"$\eta$", ylabel=r"predicted $\gamma^*(\eta)$ (95% bootstrap band)", title=r"$\gamma^*(\eta)$"
 )
 axes[1].legend(fontsize=7, ncol=2)
-fig.savefig(OUT / "regime_map.png", dpi=130)
+flatter.figures.save_figure(fig, OUT / "regime_map.png", dpi=130)
 np.savez(
     OUT / "regime_map.npz",
     kappas=kappas,

@@ -37,6 +37,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 import flatter  # noqa: E402
+import flatter.figures  # noqa: E402
 from flatter import timescales  # noqa: E402
 
 QUICK = os.environ.get("FLATTER_QUICK") == "1"
@@ -92,16 +93,12 @@ for g in gammas:
         )
     alpha_pred.append(-np.polyfit(np.log(pred_etas), np.log(Ts), 1)[0])
 alpha_pred = np.array(alpha_pred)
-print(
-    "predicted alpha:", dict(zip(np.round(gammas, 3).tolist(), np.round(alpha_pred, 2).tolist(), strict=True))
-)
+print("predicted alpha:", dict(zip(np.round(gammas, 3).tolist(), np.round(alpha_pred, 2).tolist(), strict=True)))
 
 
 def simulated_settle(eta, gamma, seeds):
     beta = float(flatter.momentum_rule(eta, C=C, gamma=gamma))
-    pred = timescales.predict_steps(
-        toy, start, eta=eta, beta=beta, sigma=SIGMA, observable="abs_y", threshold=DELTA
-    )
+    pred = timescales.predict_steps(toy, start, eta=eta, beta=beta, sigma=SIGMA, observable="abs_y", threshold=DELTA)
     horizon = int(3 * pred.settle) + 200
     horizon -= horizon % 10
 
@@ -145,5 +142,5 @@ axes[1].set(
     title=r"the V-shaped exponent $\alpha(\gamma)$",
 )
 axes[1].legend(fontsize=8)
-fig.savefig(OUT / "two_timescales.png", dpi=130)
+flatter.figures.save_figure(fig, OUT / "two_timescales.png", dpi=130)
 print("wrote", OUT / "two_timescales.png")

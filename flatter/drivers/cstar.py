@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._io import environment, save_json
+from ..figures import save_figure
 from ..problems import make_problem
 from ..sweep import SweepSpec, optimal_C, run_sweep
 from ..timescales import predict_optimal_C
@@ -36,11 +37,13 @@ def run_cstar(problem: str = "toy-valley", preset: str = "quick", out: str | Pat
         label_noise_mode="one",
         horizon_factor=4.0,
     )
-    res = run_sweep(spec, out / "sweep", progress=False)
+    res = run_sweep(spec, out / "sweep", progress=True)
     toy = make_problem("toy-valley")
     rows = []
     rng = np.random.default_rng(0)
-    for sigma in sigmas:
+    from tqdm.auto import tqdm
+
+    for sigma in tqdm(sigmas, desc="C* per sigma (the reduced ODE's optimum)", unit="sigma"):
         d = res.sel(variant="sgdm", gamma=2 / 3, eta=spec.etas[0], sigma=sigma, batch_size=None)
         times, cens = d["T_settle"], d["censored_settle"]  # (C, seed)
         c_sim = optimal_C(Cs, times, cens)
@@ -142,5 +145,4 @@ def _plot(path, Cs, rows, eta, fit):
     )
     grid_ticks(axes[1], s)
     axes[1].legend()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    save_figure(fig, path, dpi=130)

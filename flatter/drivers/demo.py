@@ -15,6 +15,7 @@ from .._criteria import first_passage
 from .._interpolate import interpolate
 from .._io import environment, save_arrays, save_json
 from .._simulate import simulate
+from ..figures import save_figure
 from ..problems import matrix_sensing
 from ..transforms._heavy_ball import heavy_ball
 from ..transforms._label_noise import label_noise
@@ -96,7 +97,11 @@ def run_demo(config: DemoConfig = DemoConfig(), out: str | Path = "flatter-out/d
     sweep = jax.jit(jax.vmap(run, in_axes=(None, None, 0)))
     keys = jax.random.split(k_runs, config.seeds)
     results, traces = {}, {}
-    for name, (eta, b) in variants.items():
+    from tqdm.auto import tqdm
+
+    # One compiled run per optimizer (tens of seconds each on 2 cores): a bar, so the wait is not silent.
+    for name, (eta, b) in tqdm(variants.items(), desc=f"demo ({config.seeds} seeds x {config.steps:,} steps)",
+                               unit="optimizer"):  # fmt: skip
         traj = sweep(jnp.asarray(eta), jnp.asarray(b), keys)
         t = first_passage(traj.steps[0], traj.observables["recovery_error"], config.threshold, diverged=traj.diverged)
         reached = ~np.asarray(t.censored)
@@ -182,5 +187,4 @@ def _plot(path: Path, steps, traces, config: DemoConfig) -> None:
     )
     axes[0].legend(fontsize=8)
     fig.suptitle(f"matrix sensing d={config.d}, r={config.r}, n={config.n}, label noise sigma={config.sigma}")
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    save_figure(fig, path, dpi=130)

@@ -120,8 +120,11 @@ def run_scaling(
         for i, spec in enumerate(presets(problem, preset))
     ]
     # The reduced-SDE prediction of the sweep gamma* is read from: which regime is this run in, what gamma* it implies
-    high = max(results, key=lambda r: len(r.spec.gammas))
-    predicted = predict_spec(high.spec, seeds=8, extra_decades=0) if predict else None
+    high = max(range(len(results)), key=lambda i: len(results[i].spec.gammas))
+    predicted = None
+    if predict:  # kept in the sweep's folder: a rerun of a finished job recomputes nothing
+        store = out / f"sweep-{high}"
+        predicted = predict_spec(results[high].spec, seeds=8, extra_decades=0, store=store, progress=progress)
     summary = summarize(results, predicted=predicted, problem=problem)
     wall = time.perf_counter() - start
     record = {

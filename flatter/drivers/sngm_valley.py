@@ -19,6 +19,7 @@ import numpy as np
 from .._criteria import settling_time
 from .._io import environment, save_json
 from .._precision import full_precision
+from ..figures import save_figure
 from ..limit import integrate, label_noise_flow, sngm_flow
 from ..sweep import SweepResults, optimal_gamma, power_law, prepare, resolved_threshold, run_sweep
 from ..timescales import alpha as alpha_theory
@@ -234,8 +235,7 @@ def plot(all_results: list[SweepResults], summary: dict, path: Path, problem: st
     axes[2].legend(fontsize=7, ncol=2)
     fig.suptitle(f"{problem}: label-noise SNGM vs heavy ball, the same sweeps", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def run_sngm_valley(problem: str, preset: str, out: str | Path, *, progress: bool = True) -> dict:

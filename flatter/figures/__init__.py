@@ -5,7 +5,13 @@
 :func:`exponents` and :func:`gamma_star`. Matplotlib runs on the Agg backend.
 """
 
-from ._axes import draw_lower_bounds as draw_lower_bounds, grid_ticks as grid_ticks, save_figure as save_figure
+from ._axes import (
+    LayoutWarning as LayoutWarning,
+    draw_lower_bounds as draw_lower_bounds,
+    grid_ticks as grid_ticks,
+    layout_problems as layout_problems,
+    save_figure as save_figure,
+)
 from ._large_batch import large_batch_figure as large_batch_figure
 from ._networks import curves as curves, network_figure as network_figure
 from ._scaling import (
@@ -16,6 +22,8 @@ from ._scaling import (
 )
 
 __all__ = [
+    "LayoutWarning",
+    "layout_problems",
     "curves",
     "network_figure",
     "large_batch_figure",

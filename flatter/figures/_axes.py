@@ -37,12 +37,80 @@ def agg_pyplot():
     return plt
 
 
+class LayoutWarning(UserWarning):
+    """A figure's text runs off the figure or into another panel (:func:`layout_problems`)."""
+
+
+def layout_problems(fig, tolerance: float = 1.0) -> list[str]:
+    """The texts of ``fig`` that run outside the figure or into the plotting area of a panel they do not belong to.
+
+    Matplotlib's own geometry after a draw: each visible, non-empty text's window extent against the figure's
+    bounding box, and against the axes' boxes (a panel's text may cover its own axes, not another's; a
+    figure-level text, e.g. a caption, none). ``tolerance`` in pixels. Empty when the layout is clean.
+
+    Examples:
+      >>> from flatter.figures._axes import agg_pyplot, layout_problems
+      >>> fig, (a, b) = agg_pyplot().subplots(1, 2)
+      >>> _ = a.text(0.5, 0.5, "a label far too long for its panel, into the next one", transform=a.transAxes)
+      >>> layout_problems(fig)[0].startswith("'a label far too long")
+      True
+      >>> agg_pyplot().close(fig)
+    """
+    from matplotlib.text import Text
+
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    frame = fig.bbox
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    undrawn = set()  # tick labels of ticks outside the view: matplotlib keeps them, but does not draw them
+    for ax in axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            low, high = sorted(axis.get_view_interval())
+            for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+                loc = tick.get_loc()
+                if loc is None or not low - 1e-9 * abs(high - low) <= loc <= high + 1e-9 * abs(high - low):
+                    undrawn.update((id(tick.label1), id(tick.label2)))
+    problems = []
+    for text in fig.findobj(Text):
+        label = text.get_text()
+        if not label.strip() or not text.get_visible() or id(text) in undrawn:
+            continue
+        box = text.get_window_extent(renderer)
+        if box.width <= 0 or box.height <= 0:
+            continue
+        short = repr(label[:40] + ("..." if len(label) > 40 else ""))
+        if (
+            box.x0 < frame.x0 - tolerance
+            or box.y0 < frame.y0 - tolerance
+            or box.x1 > frame.x1 + tolerance
+            or box.y1 > frame.y1 + tolerance
+        ):
+            problems.append(f"{short} runs outside the figure")
+            continue
+        owner = text.axes
+        for ax in axes:
+            if ax is owner:
+                continue
+            inner = ax.bbox
+            overlap_x = min(box.x1, inner.x1) - max(box.x0, inner.x0)
+            overlap_y = min(box.y1, inner.y1) - max(box.y0, inner.y0)
+            if overlap_x > tolerance and overlap_y > tolerance:
+                problems.append(f"{short} runs into another panel ({ax.get_title()[:30]!r})")
+                break
+    return problems
+
+
 def save_figure(fig, path, dpi: int = 130) -> None:
-    """Write ``fig`` to ``path`` (parents created) and close it."""
+    """Write ``fig`` to ``path`` (parents created) and close it; a :class:`LayoutWarning` names any text that runs
+    off the figure or into another panel (:func:`layout_problems`)."""
+    import warnings
     from pathlib import Path
 
     plt = agg_pyplot()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi)
+    problems = layout_problems(fig)
     plt.close(fig)
+    if problems:
+        warnings.warn(f"{path.name}: " + "; ".join(problems), LayoutWarning, stacklevel=2)

@@ -270,11 +270,36 @@ def scaling_figure(results: SweepResults | Sequence[SweepResults], summary: Scal
     exponents(axes[1], summary)
     if pred is not None:
         gamma_star(axes[2], summary)
+    lines = [caption(results)]
     if omitted:
         notes = [
             f"{v} ({n} runs, {c} censored, {d} diverged; its exponents are in the middle panel)"
             for v, (n, c, d) in omitted.items()
         ]
-        fig.text(0.01, 0.005, "not drawn on the left: " + "; ".join(notes), fontsize=7, color="0.3")
-        fig.get_layout_engine().set(h_pad=0.25)
+        lines.append("not drawn on the left: " + "; ".join(notes))
+    fig.text(0.01, 0.005, "\n".join(lines), fontsize=7, color="0.3", va="bottom")
+    fig.get_layout_engine().set(h_pad=0.12 * len(lines) + 0.05)
     return fig
+
+
+def caption(results: SweepResults | Sequence[SweepResults]) -> str:
+    """One line with the sizes behind a scaling figure: the problem and its size, sigma, C, B, seeds, the criterion."""
+    specs = [r.spec for r in ([results] if isinstance(results, SweepResults) else results)]
+    spec = specs[0]
+    size = ", ".join(f"{k}={v}" for k, v in sorted(spec.problem_kwargs.items()) if not isinstance(v, dict | list))
+
+    def values(name):
+        return "/".join(
+            f"{v:g}" if isinstance(v, float | int) else str(v)
+            for v in sorted({x for s in specs for x in getattr(s, name)}, key=str)
+        )
+
+    batch = "/".join(sorted({"n" if b is None else str(b) for s in specs for b in s.batch_sizes}))
+    criterion = f"{spec.observable} {'<' if spec.below else '>'} {spec.threshold:g}" + (
+        " x its start" if spec.relative_threshold else ""
+    )
+    return (
+        f"{spec.problem}{f' ({size})' if size else ''}: σ = {values('sigmas')}, C = {values('Cs')}, B = {batch}, "
+        f"{'/'.join(str(s.seeds) for s in specs)} seeds per point, criterion {criterion}; "
+        r"$1-\beta = C\eta^\gamma$"
+    )

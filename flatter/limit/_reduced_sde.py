@@ -130,15 +130,26 @@ def _jitted_paths(*config):
 
 @functools.lru_cache(maxsize=32)
 def paths_function(
-    names, n_saves: int, save_every: int, seeds: int, fluctuations: bool, projection_iterations: int, substeps: int = 1
+    names,
+    n_saves: int,
+    save_every: int,
+    seeds: int,
+    fluctuations: bool,
+    projection_iterations: int,
+    substeps: int = 1,
+    traced_saves: bool = False,
 ):
-    """``(problem, params0, key, hyper) -> observables (seeds, n_saves * substeps + 1)``: the seed-vmapped
+    """``(problem, params0, key, hyper[, saves]) -> observables (seeds, n_saves * substeps + 1)``: the seed-vmapped
     reduced SDE for one static configuration, the hyperparameters (:func:`reduced_hyperparameters`)
     traced, so one compile serves any ``eta, beta, sigma, ds`` (vmap it over a grid of them). With
     ``substeps`` > 1 each save also records ``substeps - 1`` points on the chord of its last step
-    (observables only: no force evaluation), at spacing ``ds / substeps`` when ``save_every`` is 1."""
+    (observables only: no force evaluation), at spacing ``ds / substeps`` when ``save_every`` is 1.
 
-    def one_path(problem, params0, key, hyper):
+    With ``traced_saves`` the number of saves is the call's last argument, ``saves <= n_saves`` (a traced
+    integer: one compile serves every length), and the records after save ``saves`` repeat its value; the
+    path up to it is the one ``n_saves = saves`` integrates (the same steps and noise)."""
+
+    def one_path(problem, params0, key, hyper, saves=None):
         eta, beta, sigma, batch_size, ds, start_temperature, rtol = hyper
         theta0, fp = flatten(problem, params0)
         kappa = critical_kappa(eta=eta, beta=beta, sigma=sigma, batch_size=batch_size)
@@ -228,11 +239,29 @@ def paths_function(
             jnp.full((n_out,), start_temperature, theta0.dtype),
             jnp.zeros_like(theta0),
         )
-        _, obs = jax.lax.scan(save, carry, jnp.arange(n_saves))
         first = observe(theta0)
-        return {k: jnp.concatenate([jnp.asarray(first[k])[None], obs[k].reshape(-1)]) for k in first}
+        if saves is None:
+            _, obs = jax.lax.scan(save, carry, jnp.arange(n_saves))
+            return {k: jnp.concatenate([jnp.asarray(first[k])[None], obs[k].reshape(-1)]) for k in first}
 
-    def run(problem, params0, key, hyper):
-        return jax.vmap(one_path, in_axes=(None, None, 0, None))(problem, params0, jax.random.split(key, seeds), hyper)
+        # A while loop to the traced `saves`, writing into records sized for n_saves (one compile, any length).
+        records = {k: jnp.full((n_saves * substeps + 1,), jnp.asarray(v)) for k, v in first.items()}
+
+        def save_into(i, state):
+            carry, records = state
+            carry, values = save(carry, i)
+            records = {k: jax.lax.dynamic_update_slice(records[k], values[k], (1 + i * substeps,)) for k in records}
+            return carry, records
+
+        _, records = jax.lax.fori_loop(0, jnp.minimum(saves, n_saves), save_into, (carry, records))
+        last = jnp.minimum(saves, n_saves) * substeps
+        tail = jnp.arange(n_saves * substeps + 1) > last
+        return {k: jnp.where(tail, v[last], v) for k, v in records.items()}  # the unused records repeat the last
+
+    def run(problem, params0, key, hyper, saves=None):
+        if traced_saves != (saves is not None):
+            raise TypeError("saves is the last argument exactly when the paths function was built with traced_saves")
+        keys = jax.random.split(key, seeds)
+        return jax.vmap(one_path, in_axes=(None, None, 0, None, None))(problem, params0, keys, hyper, saves)
 
     return run

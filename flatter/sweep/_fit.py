@@ -125,7 +125,7 @@ def power_law(etas, times, censored=None, *, diverged=None, n_boot: int = 1000, 
     if used.sum() < 3:
         unfit = PowerLawFit(nan, nan, nan, (nan, nan), used, int((~used).sum()), medians, status)
         note = unfit.dropped_note()
-        reason = f"not fitted: {int(used.sum())} of {etas.size} eta usable, 3 needed" + (f" ({note})" if note else "")
+        reason = f"not fitted: {int(used.sum())} of {etas.size} eta usable, 3 needed" + (f"; {note}" if note else "")
         return unfit._replace(reason=reason)
     x, y = np.log(etas[used]), np.log(medians[used])
     coef, se = _ols(x, y)

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import time
+from pathlib import Path
 from typing import NamedTuple
 
+import jax
 import numpy as np
 
+from .._io import save_json
 from .._validation import check_positive_int
 from ..limit import coupling_at_two_thirds
 from ..timescales import predict_grid
 from ..transforms import label_noise_batch
 from ._fit import optimal_gamma
-from ._grid import SweepSpec
+from ._grid import SweepSpec, start_digest
 from ._run import prepare, resolved_threshold
+
+PREDICTOR_VERSION = 1
+"""Bumped when the predictor's numbers change, so stored predictions of an older one are recomputed."""
 
 
 class PredictedScaling(NamedTuple):
@@ -39,6 +48,26 @@ class PredictedScaling(NamedTuple):
     model_evaluations: int
     wall_seconds: float
 
+    @classmethod
+    def from_summary(cls, record: dict) -> PredictedScaling:
+        """The prediction back from its :meth:`summary` (``None`` times are ``inf``: censored or unstable)."""
+
+        def times(values):
+            return np.array([[np.inf if v is None else v for v in row] for row in values], float)
+
+        return cls(
+            gammas=tuple(record["gammas"]),
+            etas=np.asarray(record["etas"], float),
+            settle=times(record["T_settle"]),
+            first=times(record["T_first"]),
+            gamma_star=np.asarray(record["per_eta"], float),
+            gamma_star_ci=np.asarray(record["per_eta_ci"], float),
+            kappa=float(record["kappa_two_thirds"]),
+            overshoot=float(record["overshoot_two_thirds"]),
+            model_evaluations=int(record["model_evaluations"]),
+            wall_seconds=float(record["wall_seconds"]),
+        )
+
     def summary(self) -> dict:
         return {
             "method": "reduced SDE (flatter.timescales.predict_grid)",
@@ -63,15 +92,19 @@ def predict_spec(
     extra_decades: int = 2,
     seeds: int = 16,
     resolution: int = 32,
+    store: str | Path | None = None,
+    progress: bool = False,
 ) -> PredictedScaling:
-    """Predict a sweep's SGDM grid with :func:`flatter.timescales.predict_grid` (one compile for the grid).
+    """Predict a sweep's SGDM grid with :func:`flatter.timescales.predict_grid`.
 
     ``problem``/``params0`` as for :func:`flatter.sweep.run_sweep` (a registered problem is built from
     the spec; phase 1 runs when the spec says so). The criterion (observable, threshold, relative or
     not) is the sweep's. Costs ``model_evaluations`` force evaluations, independent of 1/eta.
-    """
-    import time
 
+    ``store``: a folder (the sweep's own) that keeps the prediction as ``prediction-<key>.json``, the key a
+    digest of the spec, the start and the arguments; a later call with the same ones reads it back and
+    computes nothing. ``progress``: a bar over the grid's points.
+    """
     if not isinstance(spec, SweepSpec):
         raise TypeError(f"spec must be a flatter.sweep.SweepSpec, got {type(spec).__name__}")
     if isinstance(extra_decades, bool) or not isinstance(extra_decades, int) or extra_decades < 0:
@@ -79,6 +112,42 @@ def predict_spec(
     seeds = check_positive_int("seeds", seeds)
     resolution = check_positive_int("resolution", resolution)
     start = time.perf_counter()
+    path = None
+    if store is not None:
+        path = (
+            Path(store) / f"prediction-{_prediction_key(spec, problem, params0, extra_decades, seeds, resolution)}.json"
+        )
+        stored = _read_prediction(path)
+        if stored is not None:
+            return stored
+    prediction = _predict(spec, problem, params0, extra_decades, seeds, resolution, progress, start)
+    if path is not None:
+        save_json(
+            path, {"description": "flatter.sweep.predict_spec of the sweep in this folder", **prediction.summary()}
+        )
+    return prediction
+
+
+def _prediction_key(spec: SweepSpec, problem, params0, extra_decades: int, seeds: int, resolution: int) -> str:
+    """What a stored prediction depends on: the spec, a user's model and start, and the predictor's arguments."""
+    start = None
+    if spec.problem_digest is not None and problem is not None:
+        start = start_digest(problem, problem.init_params(jax.random.key(spec.seed)) if params0 is None else params0)
+    text = json.dumps([spec.digest, start, extra_decades, seeds, resolution, PREDICTOR_VERSION])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _read_prediction(path: Path) -> PredictedScaling | None:
+    """A stored prediction, or None when there is none (an unreadable one is recomputed and replaced)."""
+    try:
+        return PredictedScaling.from_summary(json.loads(path.read_text()))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _predict(spec, problem, params0, extra_decades, seeds, resolution, progress, start) -> PredictedScaling:
     problem, params0 = prepare(spec, problem, params0)
     threshold = resolved_threshold(problem, params0, spec)
     etas = np.array(sorted(spec.etas, reverse=True), float)
@@ -100,6 +169,7 @@ def predict_spec(
         threshold=threshold,
         seeds=seeds,
         resolution=resolution,
+        progress=progress,
     )
     samples = grid.settle_samples.reshape(g.shape + (seeds,))
     censored = ~np.isfinite(samples)

@@ -433,6 +433,9 @@ def plan_sweep(spec, out, *, chunk_size, shard, verbose, problem, params0, progr
         done = np.asarray(multihost_utils.broadcast_one_to_all(done))
     devices = jax.device_count() if shard else 1
     chunks = _chunks(points, steps, unique[~done[unique]], chunk_size, devices)
+    found = int(done[unique].sum())
+    if found and jax.process_index() == 0:  # said even without progress bars: the rerun is not starting over
+        print(f"resuming: {found} of {unique.size} runs found in {out}", flush=True)
     return SweepPlan(
         spec, out, problem, params0, threshold, points, reference, steps, key_data, representative, unique, done,
         chunks, setup_seconds, identity,

@@ -291,7 +291,7 @@ def _edge_note(gs: GammaStar) -> str:
 def _exponent_text(row: ExponentRow) -> str:
     lo, hi = row.fit.ci
     if not np.isfinite(row.alpha):
-        return row.fit.reason.removeprefix("not fitted: ").split(" (")[0] or "not fitted"
+        return row.fit.reason.removeprefix("not fitted: ").split("; ")[0] or "not fitted"
     mark = "*" if not row.determined else ""
     return f"{row.alpha:.2f} +- {row.se:.2f} [{lo:.2f}, {hi:.2f}]{mark}"
 
