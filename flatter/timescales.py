@@ -291,8 +291,10 @@ def predict_grid(
     settle, settle_cens = np.full(shape, np.inf), np.ones(shape, bool)
     todo = stable.copy()
     evaluations, point_evaluations = 0, np.zeros(eta.size, int)
-    # A quarter of the grid per call (a power of two, at most GRID_BLOCK): few calls, little padding per group.
-    block = min(GRID_BLOCK, 1 << int(np.ceil(np.log2(max(eta.size / 4, 1)))))
+    # Points per call. On CPU one: a point's paths are vmapped, and a padded lane costs a whole point's steps
+    # (a lone point that needs 2^6 times the steps is common). On an accelerator a quarter of the grid (a power
+    # of two, at most GRID_BLOCK), where lanes are nearly free.
+    block = 1 if jax.default_backend() == "cpu" else min(GRID_BLOCK, 1 << int(np.ceil(np.log2(max(eta.size / 4, 1)))))
     run = _jitted_grid(names, resolution << MAX_REFINE, seeds, method == "sde", below)
     bar = None
     if progress:
@@ -351,8 +353,8 @@ def predict_grid(
 MAX_REFINE = 6
 """At most ``resolution * 2**MAX_REFINE`` integration steps per point and horizon in :func:`predict_grid`."""
 GRID_BLOCK = 64
-"""At most this many points per compiled call of :func:`predict_grid` (a quarter of the grid, rounded up to a
-power of two)."""
+"""At most this many points per compiled call of :func:`predict_grid` on an accelerator (a quarter of the grid,
+rounded up to a power of two); one on CPU."""
 
 
 @functools.lru_cache(maxsize=32)

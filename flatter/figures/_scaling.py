@@ -216,7 +216,7 @@ def gamma_star(ax, summary: ScalingSummary) -> None:
     ax.text(
         0.02,
         0.02,
-        textwrap.fill("grey lines: the gamma grid's edges (a gamma* there is a bound). " + summary.regime, 75),
+        textwrap.fill("grey lines: the gamma grid's edges (a gamma* there is a bound). " + summary.regime, 44),
         transform=ax.transAxes,
         fontsize=6,
         color="0.3",
@@ -231,7 +231,7 @@ def gamma_star(ax, summary: ScalingSummary) -> None:
         ylim=(min(gammas) - 0.03, max(gammas) + 0.03),
     )
     grid_ticks(ax, etas)
-    ax.legend(fontsize=7, loc="center right")
+    ax.legend(fontsize=7, loc="lower right")  # below the gamma* values and the 2/3 line: no point hidden
 
 
 def _at_edge(values: np.ndarray, gammas) -> np.ndarray:
