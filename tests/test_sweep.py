@@ -100,7 +100,7 @@ from flatter.sweep import SweepSpec, run_sweep
 assert jax.device_count() == 8, jax.device_count()
 spec = SweepSpec(problem="toy-valley", gammas=(0.5, 2 / 3), etas=(0.01, 0.004), seeds=6, observable="abs_y",
                  threshold=0.1, phase1=False, max_steps=2**13)
-a = run_sweep(spec, sys.argv[1] + "/sharded", chunk_size=16, progress=False, shard=True)
+a = run_sweep(spec, sys.argv[1] + "/sharded", chunk_size=16, progress=False, shard=True, verbose=True)
 b = run_sweep(spec, sys.argv[1] + "/single", chunk_size=16, progress=False, shard=False)
 for k in a.data:
     if k == "final_value":  # per-device batch width changes XLA's vector code, hence the last bits of a float
@@ -118,6 +118,8 @@ def test_sharded_over_8_cpu_devices_equals_unsharded(tmp_path):
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     assert "sharded == unsharded 24" in result.stdout
+    # Runs past a multiple of 8 go unsharded on one device rather than padded: nothing computed in vain.
+    assert "requested (1.00x)" in result.stdout, result.stdout
 
 
 def test_flow_reference_agrees_with_the_library_integrator():

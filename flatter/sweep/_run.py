@@ -375,7 +375,15 @@ def _chunks(points: dict, steps: np.ndarray, todo: np.ndarray, chunk_size: int, 
         momentum, noisy, batch = structure
         label = f"{momentum}{'' if noisy else '-no-label-noise'}-b{batch}-h{h}"
         start_run = 0
-        for size in chunk_sizes(len(members), chunk_size, devices):
+        sizes = chunk_sizes(len(members), chunk_size, devices)
+        if devices > 1 and jax.process_count() == 1:
+            # The runs past a multiple of the device count go unsharded, on one device, instead of padded: no run
+            # is computed that was not asked for (with several processes every chunk is sharded and gathered).
+            whole = len(members) // devices * devices
+            sizes = (chunk_sizes(whole, chunk_size, devices) if whole else []) + (
+                chunk_sizes(len(members) - whole, chunk_size, 1) if len(members) > whole else []
+            )
+        for size in sizes:
             part = members[start_run : start_run + size]
             chunks.append(Chunk(f"{label}-r{part[0]}-n{len(part)}", structure, h, part, size))
             start_run += size
@@ -487,7 +495,9 @@ def execute_plan(plan: SweepPlan, *, max_chunks, shard, progress, verbose) -> tu
                 )
             args = [points["step_eta"][padded], points["step_beta"][padded], points["sigma"][padded]]
             args = [np.asarray(a, dtype=jnp.result_type(float)) for a in args] + [plan.key_data[padded]]
-            result = fn(*[place_runs(a, sharding) for a in args], np.int32(chunk.horizon // spec.records))
+            # A remainder chunk smaller than the device count (see _chunks) runs on one device.
+            placed = sharding if sharding is not None and chunk.size % jax.device_count() == 0 else None
+            result = fn(*[place_runs(a, placed) for a in args], np.int32(chunk.horizon // spec.records))
             if jax.process_count() > 1:  # every process gets the whole chunk (each computed its devices' share)
                 result = multihost_utils.process_allgather(result, tiled=True)
             result = {k: np.asarray(v)[: len(idx)] for k, v in jax.device_get(result).items()}
