@@ -1,6 +1,7 @@
 """Re-measure every figure flatter publishes and write ``benchmarks/RESULTS.md``: one command, no hand edits.
 
-Each figure is a command run in a fresh output folder (nothing resumed), with its wall time, the machine
+Each figure is a command run in a fresh output folder (nothing resumed) with a cold compilation cache, with its
+wall time, the machine
 (processor, cores, memory, jax), the load average before and after, the commit (and whether the tree had
 uncommitted changes) and the lines of its output that hold the result. Every entry is stored as it finishes
 (``benchmarks/results/NAME.json``, written atomically), so ``--only NAME`` re-measures one figure and keeps the
@@ -171,9 +172,12 @@ def measure(figure: Figure) -> dict:
         start = time.perf_counter()
         print(f"[{figure.name}] {command}", flush=True)
         try:
+            # A cold compilation cache of its own: the time of a first run, not of one the cache remembers.
+            env = {**os.environ, "FLATTER_COMPILATION_CACHE_DIR": os.path.join(out, ".jax-cache")}
             done = subprocess.run(
-                command, shell=True, cwd=ROOT, capture_output=True, text=True, timeout=figure.timeout, stdin=None
-            )
+                command, shell=True, cwd=ROOT, capture_output=True, text=True, timeout=figure.timeout, stdin=None,
+                env=env,
+            )  # fmt: skip
             output, code = done.stdout + done.stderr, done.returncode
         except subprocess.TimeoutExpired as err:
             output, code = f"{err.stdout or ''}{err.stderr or ''}\n(timed out after {figure.timeout} s)", 124
