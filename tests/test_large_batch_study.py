@@ -232,3 +232,20 @@ def test_the_command_line_rejects_a_bad_preset_in_one_line(tmp_path):
     assert (
         done.stderr.strip() == "flatter: error: preset must be one of ['quick', 'paper'] for fashion-mnist, got 'smoke'"
     )
+
+
+def test_a_cell_compiles_one_training_program_for_its_tuning_and_reported_runs():
+    """tune_and_train: 6 tuning runs and 2 reported ones, one compiled program (calls of one size); a second cell
+    of the same optimizer and batch size compiles nothing more."""
+    from flatter.large_batch import _train
+
+    problem, params, validation = softmax_problem()
+    before = _train._vmapped_program.cache_info().currsize
+    kwargs = dict(optimizer="msgd", batch_size=8, epochs=2, validation=validation, target=0.5, seeds=2)
+    cell = tune_and_train(problem, params, grid=(0.01, 0.1, 0.3), tuning_seeds=2, **kwargs)
+    assert _train._vmapped_program.cache_info().currsize == before + 1
+    config = _train._Config("msgd", 8, problem.num_examples, 2, 1.0, 0.9, 5e-4, 1e-3, None)
+    assert _train._vmapped_program(config)._cache_size() == 1  # one shape for the 6 + 2 runs
+    again = tune_and_train(problem, params, grid=(0.03, 0.2), tuning_seeds=1, **kwargs)
+    assert _train._vmapped_program(config)._cache_size() == 1 and again.curves.test_accuracy.shape == (2, 2)
+    assert cell.curves.test_accuracy.shape == (2, 2)

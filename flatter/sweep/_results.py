@@ -42,8 +42,9 @@ class SweepResults:
         if unknown:
             raise ValueError(f"unknown axes {unknown}; the axes are {list(self.axes)}")
 
-    def sel(self, *, squeeze: bool = True, **coords) -> dict[str, np.ndarray]:
-        """Index the data by axis values, e.g. ``sel(variant="sgdm", gamma=2/3)`` (nearest float).
+    def sel(self, *, squeeze: bool = True, **coords) -> dict[str, np.ndarray | np.generic]:
+        """Index the data by axis values, e.g. ``sel(variant="sgdm", gamma=2/3)`` (nearest float; a NumPy scalar where
+        every axis is fixed).
 
         The axes named are dropped; with ``squeeze`` (the default) so is every axis of length one
         (a sweep of one C, one sigma, full batch), so the arrays have the axes :meth:`dims` names, e.g.

@@ -220,7 +220,10 @@ def _host_run_fn(problem, params0, spec: SweepSpec, threshold: float, momentum: 
         )
 
     def run(eta, beta, sigma, key_data, record_every):
-        runs = [one_run(*args, int(record_every)) for args in zip(eta, beta, sigma, key_data, strict=True)]
+        # Hyperparameters as JAX scalars: inputs of the compiled step (a NumPy float32 is no optax scalar, and a
+        # Python float would be baked into the program, one compile per run).
+        hyper = (jnp.asarray(eta), jnp.asarray(beta), jnp.asarray(sigma))
+        runs = [one_run(e, b, s, k, int(record_every)) for e, b, s, k in zip(*hyper, key_data, strict=True)]
         stacked = {name: jnp.stack([r.observables[name] for r in runs]) for name in observables}
         return outcome(runs[0].steps, stacked, jnp.stack([r.diverged for r in runs]))
 
