@@ -81,6 +81,12 @@ FIGURES = (
         last_lines=16,
     ),
     Figure(
+        "mlp-peers",
+        "The MLP-6 sweep step (Fashion-MNIST quick sizes) against plain JAX + optax and PyTorch, interleaved rounds",
+        f"{PYTHON} benchmarks/mlp_peers.py --rounds 5",
+        last_lines=10,
+    ),
+    Figure(
         "sweep-devices",
         "Sweeps on 1, 2, 4 and 8 CPU devices",
         f"{PYTHON} benchmarks/sweep_devices.py",

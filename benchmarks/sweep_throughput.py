@@ -12,7 +12,9 @@ compiles) and reported as medians, so a load spike hits all of them alike. The r
    noise folded into the residual, closed-form gradient :math:`(S + S^T)U = 2SU` with
    :math:`S = \\sum_i r_i A_i / n` (symmetric, as the :math:`A_i` are), one ``lax.scan``;
 3. ``NumPy batched``: the same recurrence on (R, d, d) arrays with NumPy's BLAS;
-4. ``PyTorch batched``: the same, when torch is installed (it is not a dependency).
+4. ``PyTorch batched``: the same, when torch is installed (it is not a dependency);
+5. ``PyTorch in-place``: the same with every product written into a preallocated buffer (``out=``) and the
+   updates in place (``mul_``, ``addcmul_``): the fastest PyTorch step we know how to write.
 
 Useful FLOPs per run-step: 2d^3 (UU^T) + 2nd^2 (<A_i, UU^T>) + 2nd^2 (sum_i r_i A_i) + 2d^3 (2SU)
 = 352k at d = 20, n = 200. The attainable rate is a large float32 GEMM measured here (``jnp.dot``).
@@ -144,6 +146,43 @@ def torch_sweep(problem, params0, steps: int, runs: int):
     return run
 
 
+def torch_inplace_sweep(problem, params0, steps: int, runs: int):
+    """The PyTorch step a speed-minded user writes: every product into a preallocated buffer (``out=``), in place."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    a = torch.tensor(np.asarray(problem.inputs, np.float32).reshape(N, -1))
+    a_t = a.T.contiguous()
+    y = torch.tensor(np.asarray(problem.targets, np.float32))
+    etas, betas = hyperparameters(runs)
+    eta, beta = torch.tensor(etas)[:, None, None], torch.tensor(betas)[:, None, None]
+    gen = torch.Generator().manual_seed(0)
+    uu = torch.empty((runs, D, D))
+    r = torch.empty((runs, N))
+    noise = torch.empty((runs, N))
+    s = torch.empty((runs, D * D))
+    su = torch.empty((runs, D, D))
+
+    @torch.no_grad()
+    def run():
+        u = torch.tensor(np.asarray(params0, np.float32)).expand(runs, D, D).clone()
+        v = torch.zeros_like(u)
+        for _ in range(steps):
+            torch.bmm(u, u.transpose(1, 2), out=uu)
+            torch.mm(uu.view(runs, -1), a_t, out=r)
+            r.sub_(y)
+            torch.randn((runs, N), generator=gen, out=noise)
+            r.add_(noise, alpha=-SIGMA)
+            torch.mm(r, a, out=s)
+            torch.bmm(s.view(runs, D, D), u, out=su)
+            v.mul_(beta).add_(su, alpha=2.0 / N)  # s / N folded into the axpy
+            u.addcmul_(eta, v, value=-1.0)
+        return u
+
+    return run
+
+
 def measure(runs: int, run_steps: int, rounds: int, with_numpy: bool) -> dict[str, float]:
     problem = flatter.problems.matrix_sensing(D, 2, N, key=jax.random.key(0))
     params0 = problem.init_params(jax.random.key(1)) * 0.3
@@ -165,6 +204,7 @@ def measure(runs: int, run_steps: int, rounds: int, with_numpy: bool) -> dict[st
         torch_run = torch_sweep(problem, params0, host_steps, runs)
         if torch_run is not None:
             impls["PyTorch batched"] = (torch_run, host_steps)
+            impls["PyTorch in-place"] = (torch_inplace_sweep(problem, params0, host_steps, runs), host_steps)
 
     def call(name):
         fn, _ = impls[name]

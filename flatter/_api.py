@@ -33,7 +33,9 @@ from ._interpolate import (
 )
 from ._problem import Problem as Problem
 from ._simulate import (
+    SAMPLINGS as SAMPLINGS,
     Trajectory as Trajectory,
+    draw_batch as draw_batch,
     loops_are_slow as loops_are_slow,
     make_step as make_step,
     simulate as simulate,

@@ -161,6 +161,13 @@ def _parser() -> argparse.ArgumentParser:
         )
         network.add_argument("--width", type=int, default=None, help="override the preset's network width")
         network.add_argument("--seeds", type=int, default=None, help="override the preset's seeds per point")
+        network.add_argument(
+            "--sampling",
+            choices=("without_replacement", "with_replacement"),
+            default=None,
+            help="how phase 2 draws its minibatches (default without replacement, the theory's; with replacement "
+            "costs O(B), not a permutation of the training set, and has the same limit dynamics)",
+        )
         network.add_argument("--out", default="flatter-out", help="results folder (re-running resumes)")
         network.add_argument("--no-progress", action="store_true", help="hide the progress bars")
         network.add_argument("--verbose", action="store_true", help="print setup times and the number of compiles")
@@ -240,7 +247,7 @@ def _run(args: argparse.Namespace) -> None:
     elif args.command in ("fashion-mnist", "cifar10"):
         from .drivers.networks import run_network_experiment
 
-        overrides = {k: getattr(args, k) for k in ("width", "seeds") if getattr(args, k) is not None}
+        overrides = {k: getattr(args, k) for k in ("width", "seeds", "sampling") if getattr(args, k) is not None}
         run_network_experiment(
             args.command,
             args.preset,

@@ -163,17 +163,31 @@ def compare(
     )
 
 
-def plot_comparison(comparison: Comparison, ax=None, *, color: str = "C0", label: str | None = None):
-    """Overlay the discrete mean ± 2 standard errors (band) on the limit curve, against t."""
+OBSERVABLE_LABELS = {
+    "trace_hessian": r"$\mathrm{tr}\,\nabla^2 L$",
+    "trace": r"$\mathrm{tr}\,\nabla^2 L$",
+    "loss": r"loss $L$",
+    "recovery_error": r"$\|UU^\top - X^*\|_F / \|X^*\|_F$",
+}
+"""How figures name flatter's observables (others keep their own names)."""
+
+
+def plot_comparison(
+    comparison: Comparison, ax=None, *, color: str = "C0", label: str | None = None, ylabel: str | None = None
+):
+    """Overlay the discrete mean ± 2 standard errors (band) on the limit curve (dashed), against t.
+
+    ``ylabel``: the axis label (default: the observable as :data:`OBSERVABLE_LABELS` names it).
+    """
     import matplotlib.pyplot as plt
 
     ax = plt.gca() if ax is None else ax
     t = np.asarray(comparison.t)
     mean, se = np.asarray(comparison.discrete_mean), np.asarray(comparison.discrete_stderr)
-    label = label or f"SGDM-LN eta={comparison.eta:g}, beta={comparison.beta:g}"
+    label = label or rf"SGDM-LN $\eta$={comparison.eta:g}, $\beta$={comparison.beta:g}"
     ax.fill_between(t, mean - 2 * se, mean + 2 * se, color=color, alpha=0.25, lw=0)
     ax.plot(t, mean, color=color, lw=1.2, label=label)
     ax.plot(t, np.asarray(comparison.limit), color="k", ls="--", lw=1.2)
     ax.set_xlabel(r"$t = \eta_\mathrm{eff}^2\,k$")
-    ax.set_ylabel(comparison.observable)
+    ax.set_ylabel(ylabel or OBSERVABLE_LABELS.get(comparison.observable, comparison.observable))
     return ax

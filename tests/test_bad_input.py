@@ -121,6 +121,13 @@ CASES = [
     ("simulate key int", lambda: simulate(key=3), TypeError, r"key must be a JAX PRNG key"),
     ("simulate optimizer", lambda: simulate(optimizer=0.1), TypeError, r"optimizer must be an optax"),
     ("simulate chunks", lambda: simulate(chunks=3), ValueError, r"chunks must divide"),
+    ("simulate sampling", lambda: simulate(batch_size=2, sampling="epoch"), ValueError, r"sampling must be one of"),
+    (
+        "make_step sampling",
+        lambda: flatter.make_step(linear(), flatter.heavy_ball(0.1, 0.5), 2, "replace"),
+        ValueError,
+        r"sampling must be one of 'without_replacement', 'with_replacement'",
+    ),
     ("interpolate method", lambda: flatter.interpolate(linear(), jnp.ones(2), method="newton"), ValueError, r"method"),
     (
         "project params",
@@ -256,6 +263,24 @@ CASES = [
         r"sigma must be a scalar",
     ),
     (
+        "simulate noise after stateless optax.sgd",
+        lambda: simulate(optimizer=optax.chain(optax.sgd(0.1), flatter.label_noise(0.1, key=KEY))),
+        ValueError,
+        r"label_noise must come first in optax.chain: the updates it received are not the gradient",
+    ),
+    (
+        "simulate flip after a clip",
+        lambda: flatter.simulate(
+            flatter.Problem(lambda w, x: x @ w, jnp.ones((4, 2)), jnp.eye(2)[jnp.array([0, 1, 0, 1])]),
+            optax.chain(optax.clip(1.0), flatter.label_flip(0.2, key=KEY, num_classes=2), flatter.heavy_ball(0.1, 0.5)),
+            jnp.ones((2, 2)),
+            steps=2,
+            key=KEY,
+        ),
+        ValueError,
+        r"label_flip must come first in optax.chain",
+    ),
+    (
         "simulate noise after heavy_ball",
         lambda: simulate(optimizer=optax.chain(flatter.heavy_ball(0.1, 0.5), flatter.label_noise(0.1, key=KEY))),
         ValueError,
@@ -282,6 +307,7 @@ CASES = [
     ("spec records 0", lambda: sweep_spec(records=0), ValueError, r"records must be a positive integer"),
     ("spec horizon_factor", lambda: sweep_spec(horizon_factor=0.5), ValueError, r"horizon_factor must be >= 1"),
     ("spec noise mode", lambda: sweep_spec(label_noise_mode="x"), ValueError, r"label_noise_mode must be one of"),
+    ("spec sampling", lambda: sweep_spec(sampling="bootstrap"), ValueError, r"sampling must be one of"),
     ("spec kwargs", lambda: sweep_spec(problem_kwargs=[1]), TypeError, r"problem_kwargs must be a dict"),
     ("spec below", lambda: sweep_spec(below="yes"), TypeError, r"below must be True or False"),
     ("spec no-noise variant", lambda: sweep_spec(variants=("sgdm-no-label-noise",)), ValueError, r"variants 'sgdm-no"),

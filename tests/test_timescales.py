@@ -250,3 +250,19 @@ def test_the_grid_program_compiles_once_and_its_traced_length_integrates_the_sam
     assert len(set(grid.point_evaluations.tolist())) > 2
     program = flatter.timescales._jitted_grid(names, 32 << flatter.timescales.MAX_REFINE, 4, True, True)
     assert program._cache_size() == 1
+
+
+def test_the_reduced_sde_decomposes_the_smaller_gram_matrix_and_integrates_the_same_paths():
+    """Matrix sensing with N = 60 outputs and p = 16 parameters: J^T J/n (16 x 16) gives the paths J J^T/n does."""
+    from flatter.limit._reduced_sde import paths_function, reduced_hyperparameters
+
+    problem = flatter.problems.matrix_sensing(8, 2, 60, key=jax.random.key(0))
+    start, _ = flatter.interpolate(problem, problem.init_params(jax.random.key(1)))
+    names = problem.resolve_observables(["recovery_error", "trace_hessian"])
+    hyper = reduced_hyperparameters(4e-3, 1 - 0.35 * 4e-3 ** (2 / 3), 0.1, 1, 0.05)
+    args = (names, 8, 2, 3, True, 2)
+    small = jax.jit(paths_function(*args))(problem, start, jax.random.key(4), hyper)
+    outputs = jax.jit(paths_function(*args, decompose="outputs"))(problem, start, jax.random.key(4), hyper)
+    for name in small:
+        assert np.ptp(np.asarray(outputs[name])) > 0  # the paths move: the comparison can fail
+        np.testing.assert_allclose(small[name], outputs[name], rtol=1e-5, atol=1e-7)

@@ -25,7 +25,8 @@ from .._full_batch import checkpoint_meta, fit_training_set, load_checkpoint, sa
 from .._io import environment, save_arrays, save_json
 from .._precision import full_precision
 from .._problem import Problem
-from .._simulate import simulate
+from .._simulate import SAMPLINGS, simulate
+from .._validation import check_choice
 from ..curvature import hutchinson_observable
 from ..figures import network_figure, save_figure
 from ..sweep import SweepSpec, problem_digest, run_sweep, summarize as summarize_sweep
@@ -50,7 +51,8 @@ class NetworkPreset:
     time (:class:`flatter.Problem`'s ``eval_batch_size``). ``censored_pilot_ok``: a pilot that does not settle
     within ``max_steps`` sizes the horizons from its horizon (a lower bound on :math:`t^*`) instead of stopping
     the run, for presets that test the pipeline rather than measure (whether 16 steps of a tiny ResNet lower
-    tr∇²L by half depends on the processor's rounding).
+    tr∇²L by half depends on the processor's rounding). ``sampling``: how phase 2 draws its minibatches
+    (:func:`flatter.draw_batch`; ``"with_replacement"`` costs O(B) instead of a permutation of the training set).
     """
 
     dataset: str
@@ -81,6 +83,7 @@ class NetworkPreset:
     seed: int = 0
     eval_batch_size: int = 1000
     censored_pilot_ok: bool = False
+    sampling: str = "without_replacement"
 
 
 # 2 CPU cores, well under 15 minutes: 2000 training images, a narrower MLP-6, four gammas, four etas.
@@ -186,9 +189,20 @@ PRESETS: dict[str, dict[str, NetworkPreset]] = {
 }
 
 
+def _config_record(config: NetworkPreset) -> dict:
+    """The preset as stored beside its results; fields added later are left out at their defaults (so the
+    pilots and summaries of earlier runs still match)."""
+    record = dataclasses.asdict(config)
+    if record["sampling"] == "without_replacement":
+        del record["sampling"]
+    return record
+
+
 def preset(dataset: str, name: str, **overrides) -> NetworkPreset:
     """A preset by dataset and name, with fields replaced by ``overrides`` (e.g. ``width=64``)."""
-    return pick_preset(PRESETS, dataset, name, overrides)
+    config = pick_preset(PRESETS, dataset, name, overrides)
+    check_choice("sampling", config.sampling, SAMPLINGS)  # before phase 1, not after it
+    return config
 
 
 def _subset(images, labels, per_class, seed):
@@ -298,7 +312,7 @@ def pilot_flow_time(
     """
     if path.exists():
         stored = json.loads(path.read_text())
-        if stored.get("threshold") == threshold and stored.get("config") == dataclasses.asdict(config):
+        if stored.get("threshold") == threshold and stored.get("config") == _config_record(config):
             return stored
     eta = max(config.etas)
     beta = 1.0 - config.C * eta ** (2 / 3)
@@ -315,6 +329,7 @@ def pilot_flow_time(
             key=jax.random.key(2),
             record_every=steps // config.records,
             batch_size=config.batch_size,
+            sampling=config.sampling,
             observables=["trace"],
         )
         settle = settling_time(traj.steps, traj.observables["trace"], threshold, diverged=traj.diverged)
@@ -336,7 +351,7 @@ def pilot_flow_time(
         "eta": eta,
         "beta": beta,
         "threshold": threshold,
-        "config": dataclasses.asdict(config),
+        "config": _config_record(config),
     }
     save_json(path, result)
     return result
@@ -363,6 +378,7 @@ def spec_for(problem: Problem, config: NetworkPreset, threshold: float, flow_tim
         seed=config.seed,
         flow_time=flow_time,
         curves=("trace", "test_accuracy", "loss"),
+        sampling=config.sampling,
     )
 
 
@@ -378,7 +394,7 @@ def summarize(results, config: NetworkPreset, phase1_meta: dict, pilot: dict):
     record = {
         **summary.to_json(),
         "dataset": config.dataset,
-        "config": dataclasses.asdict(config),
+        "config": _config_record(config),
         "phase1": phase1_meta,
         "pilot": {k: v for k, v in pilot.items() if k != "config"},
         "threshold": results.spec.threshold,

@@ -10,6 +10,7 @@ from ._axes import (
     draw_lower_bounds as draw_lower_bounds,
     grid_ticks as grid_ticks,
     layout_problems as layout_problems,
+    plain_log_ticks as plain_log_ticks,
     save_figure as save_figure,
 )
 from ._large_batch import large_batch_figure as large_batch_figure
@@ -29,6 +30,7 @@ __all__ = [
     "large_batch_figure",
     "draw_lower_bounds",
     "grid_ticks",
+    "plain_log_ticks",
     "save_figure",
     "exponents",
     "gamma_star",

@@ -16,9 +16,31 @@ def grid_ticks(ax, values: Iterable[float]) -> None:
         labels.append(f"{e:.3g}" if last is None or e / last >= 1.5 else "")
         last = e if labels[-1] else last
     ax.xaxis.set_major_locator(FixedLocator(ticks))
-    ax.set_xticklabels(labels, fontsize=7, rotation=30)
+    # Upright when the labels fit side by side (about 6 characters each at 8 pt), tilted only when they would not.
+    width_in = ax.get_position().width * ax.figure.get_figwidth()
+    shown = [label for label in labels if label]
+    tilt = 30 if sum(len(label) for label in shown) * 0.09 > 0.8 * width_in else 0
+    ax.set_xticklabels(labels, fontsize=8, rotation=tilt)
     ax.xaxis.set_minor_locator(NullLocator())
     ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def plain_log_ticks(axis) -> None:
+    """A log axis labelled in plain numbers (0.6, 0.8, 1, 2, not 6x10^-1, 10^0, 2x10^0).
+
+    For axes that span about a decade or less, where matplotlib's default labels only a few minor ticks in
+    scientific notation: every integer multiple of a power of ten within a decade's span, 1, 2 and 5 per
+    decade beyond. ``axis`` is ``ax.xaxis`` or ``ax.yaxis``; call it after the data are drawn.
+    """
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, NullLocator
+
+    low, high = sorted(axis.get_view_interval())
+    short = low > 0 and high / low <= 10
+    subs = (1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0) if short else (1.0, 2.0, 5.0)
+    axis.set_major_locator(LogLocator(base=10, subs=subs))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_locator(NullLocator())
+    axis.set_minor_formatter(NullFormatter())
 
 
 def draw_lower_bounds(ax, x, bound, color, **kwargs) -> None:

@@ -75,7 +75,8 @@ def reduced_sde(
 
     Scheme, per step of ``ds``: the gradient of :math:`\sum_i c_iu_ih_i` by Hellmann–Feynman
     (:math:`\nabla\,\mathrm{tr}(JJ^\top W)/n` with :math:`W = Q\,\mathrm{diag}(c\,u)\,Q^\top` from one
-    eigendecomposition, held fixed, and each :math:`u_i` at its conditional mean over the step), the
+    eigendecomposition, of :math:`JJ^\top/n` or of :math:`J^\top J/n`, whichever is smaller, held
+    fixed, and each :math:`u_i` at its conditional mean over the step), the
     friction integrated exactly for a constant force :math:`F` (:math:`P \leftarrow e^{-ds}P -
     (1-e^{-ds})F`, :math:`\theta \leftarrow \Pi(\theta - ds\,F + (1-e^{-ds})(P + F))`, both projected
     on :math:`T_\theta\Gamma` with :math:`I - J^\top(JJ^\top)^+J` from the same eigendecomposition,
@@ -138,6 +139,7 @@ def paths_function(
     projection_iterations: int,
     substeps: int = 1,
     traced_saves: bool = False,
+    decompose: str = "smaller",
 ):
     """``(problem, params0, key, hyper[, saves]) -> observables (seeds, n_saves * substeps + 1)``: the seed-vmapped
     reduced SDE for one static configuration, the hyperparameters (:func:`reduced_hyperparameters`)
@@ -147,7 +149,11 @@ def paths_function(
 
     With ``traced_saves`` the number of saves is the call's last argument, ``saves <= n_saves`` (a traced
     integer: one compile serves every length), and the records after save ``saves`` repeat its value; the
-    path up to it is the one ``n_saves = saves`` integrates (the same steps and noise)."""
+    path up to it is the one ``n_saves = saves`` integrates (the same steps and noise).
+
+    ``decompose``: ``"smaller"`` eigendecomposes :math:`J^\top J/n` when there are fewer parameters than
+    outputs and :math:`JJ^\top/n` otherwise; ``"outputs"`` always :math:`JJ^\top/n` (the same paths to
+    rounding, for tests)."""
 
     def one_path(problem, params0, key, hyper, saves=None):
         eta, beta, sigma, batch_size, ds, start_temperature, rtol = hyper
@@ -160,10 +166,27 @@ def paths_function(
         def jacobian(t):  # reverse mode when there are fewer outputs than parameters (N VJPs, not p JVPs)
             return (jax.jacrev if n_out < t.shape[0] else jax.jacfwd)(fp.residual)(t)
 
+        n_params = theta0.shape[0]
+        # The nonzero normal curvatures are the eigenvalues of J J^T/n (N x N) and of J^T J/n (p x p) alike:
+        # decompose the smaller. J J^T/n's spectrum is J^T J/n's (ascending) after N - p zeros, so with p < N
+        # the modes are the last p of the N temperatures u and of each step's normal draws: the same random
+        # stream as the N x N decomposition, to rounding.
+        n_modes = min(n_out, n_params) if decompose == "smaller" else n_out
+
+        def normal_modes(jac):
+            """(h, q): the m = min(N, p) largest eigenvalues of J J^T/n and their unit eigenvectors (N x m)."""
+            if n_modes == n_out:
+                return jnp.linalg.eigh(jac @ jac.T / fp.num_examples)
+            h, v = jnp.linalg.eigh(jac.T @ jac / fp.num_examples)
+            # q_i = J v_i / sqrt(n h_i) (unit: |J v_i|^2 = n h_i); a zero mode gets a zero column
+            nonzero = h > 0
+            return h, jnp.where(nonzero, (jac @ v) / jnp.sqrt(fp.num_examples * jnp.where(nonzero, h, 1.0)), 0.0)
+
         def step(carry, k):
-            theta, vel, u, _ = carry
+            theta, vel, u_all, _ = carry
+            u = u_all[n_out - n_modes :]
             jac = jacobian(theta)
-            h, q = jnp.linalg.eigh(jac @ jac.T / fp.num_examples)
+            h, q = normal_modes(jac)
             active = h > rtol * jnp.max(h)
             inverse = jnp.where(active, 1.0 / (fp.num_examples * jnp.where(active, h, 1.0)), 0.0)
 
@@ -201,10 +224,10 @@ def paths_function(
             f1 = kappa * jax.grad(weighted_trace)(theta + advance(f0)[1])
             vel, move = advance(0.5 * (f0 + f1))
             if fluctuations:  # the label noise's own kick along the valley, through the transverse offset x
-                z = jax.random.normal(jax.random.fold_in(jax.random.fold_in(key, k), 1), (2,) + u.shape, u.dtype)
+                z = jax.random.normal(jax.random.fold_in(jax.random.fold_in(key, k), 1), (2, n_out), u.dtype)
                 variance = eta * sigma**2 * modes.weight * u_step / (2.0 * (1.0 - beta) * batch_size)
                 # x ~ N(0, S): unit normals J^T q_i / sqrt(n h_i) with the modes' variances
-                coef = jnp.where(active, jnp.sqrt(variance * inverse) * z[0], 0.0)
+                coef = jnp.where(active, jnp.sqrt(variance * inverse) * z[0, n_out - n_modes :], 0.0)
                 offset = jac.T @ (q @ coef)  # also where the observables are read: the iterate is theta + x
                 kick = jax.grad(lambda t: z[1] @ jax.jvp(fp.residual, (t,), (offset,))[1])(theta)
                 per_step = (eta / (1.0 - beta)) * sigma / jnp.sqrt(batch_size * fp.num_examples)
@@ -213,13 +236,13 @@ def paths_function(
                 offset = jnp.zeros_like(theta)
             theta = retract(theta + move)
             if fluctuations:  # the exact CIR transition: a scaled noncentral chi-square with d = 1 or 2 dof
-                z = jax.random.normal(jax.random.fold_in(key, k), (2,) + u.shape, u.dtype)
+                z = jax.random.normal(jax.random.fold_in(key, k), (2, n_out), u.dtype)[:, n_out - n_modes :]
                 scale = one_minus_e / modes.dof
                 shift = jnp.sqrt(u * e / scale)
                 u = scale * ((z[0] + shift) ** 2 + (modes.dof - 1.0) * z[1] ** 2)
             else:
                 u = 1.0 + (u - 1.0) * e
-            return (theta, vel, u, offset), None
+            return (theta, vel, u_all.at[n_out - n_modes :].set(u), offset), None
 
         def observe(theta):
             params = fp.unravel(theta)

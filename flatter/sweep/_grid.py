@@ -11,13 +11,14 @@ from typing import Any
 
 import numpy as np
 
+from .._simulate import SAMPLINGS
 from .._validation import check_choice, check_positive_int, check_range
 
 NOISES = ("gaussian", "flip")
 """Label noise of a sweep: ``gaussian`` (:func:`flatter.label_noise`, scale ``sigmas``) or ``flip``
 (:func:`flatter.label_flip`, the flip probability ``sigmas``, for one-hot targets of a classifier)."""
 
-LATER_FIELDS = {"noise": "gaussian", "flow_time": None, "curves": ()}
+LATER_FIELDS = {"noise": "gaussian", "flow_time": None, "curves": (), "sampling": "without_replacement"}
 """Fields added after the first release, with their defaults: left out of the digest when at the default, so
 the results folders of earlier sweeps still resume."""
 
@@ -53,7 +54,9 @@ class SweepSpec:
     cross-entropy or label flips: horizons are then ``horizon_factor`` x
     :math:`(t^*/\\eta_\\mathrm{eff}^2 + 5/(1-\\beta))`. ``noise`` picks the label noise (:data:`NOISES`);
     ``curves`` names observables whose every record is kept (``curve_<name>`` in the results, for
-    figures of the trajectories and criteria computed afterwards).
+    figures of the trajectories and criteria computed afterwards). ``sampling`` is how a step draws
+    its minibatch of ``batch_sizes`` (:data:`flatter.SAMPLINGS`; :func:`flatter.draw_batch`): without
+    replacement by default, ``"with_replacement"`` for an O(B) draw on networks (the same limit dynamics).
     """
 
     problem: str
@@ -80,6 +83,7 @@ class SweepSpec:
     noise: str = "gaussian"
     flow_time: float | None = None
     curves: tuple[str, ...] = ()
+    sampling: str = "without_replacement"
 
     def __post_init__(self):
         # Everything is checked here, before a folder is touched or anything is traced.
@@ -97,6 +101,7 @@ class SweepSpec:
             raise TypeError(f"curves must be a sequence of observable names, got {self.curves!r}")
         object.__setattr__(self, "curves", tuple(self.curves))
         check_choice("noise", self.noise, NOISES)
+        check_choice("sampling", self.sampling, SAMPLINGS)
         if self.flow_time is not None:
             check_range("flow_time", self.flow_time, lower=0.0, lower_inclusive=False)
             object.__setattr__(self, "flow_time", float(self.flow_time))

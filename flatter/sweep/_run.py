@@ -184,6 +184,7 @@ def _run_fn(problem, params0, spec: SweepSpec, threshold: float, momentum: str, 
             record_every=record_every,
             n_records=spec.records,
             batch_size=batch,
+            sampling=spec.sampling,
             observables=list(dict.fromkeys((spec.observable, *spec.curves))),
         )
         return _outcome(spec, threshold, traj.steps, traj.observables, traj.diverged)
@@ -215,6 +216,7 @@ def _host_run_fn(problem, params0, spec: SweepSpec, threshold: float, momentum: 
             key=k_sim,
             record_every=record_every,
             batch_size=batch,
+            sampling=spec.sampling,
             observables=observables,
             chunks=1,
         )

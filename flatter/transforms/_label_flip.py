@@ -12,6 +12,7 @@ import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._validation import check_key, check_positive_int, check_range, check_scalars, nan_outside
+from ._label_noise import check_receives_gradient
 
 
 @jax.tree_util.register_static
@@ -100,9 +101,11 @@ def label_flip(probability: float | jax.Array, *, key: PRNGKeyArray, num_classes
         predict_fn: Callable[[optax.Params], jax.Array] | None = None,
         targets: jax.Array | None = None,
         folded_label_flip: LabelFlipState | None = None,
+        gradient: optax.Updates | None = None,
         **extra_args: Any,
     ):
         del extra_args
+        check_receives_gradient("label_flip", updates, gradient)
         if folded_label_flip is not None:  # the caller differentiated at this step's flipped labels already
             return updates, folded_label_flip
         if predict_fn is None or params is None or targets is None:

@@ -183,9 +183,11 @@ def label_noise(
         predict_fn: Callable[[optax.Params], jax.Array] | None = None,
         full_batch: bool | None = None,
         folded_label_noise: LabelNoiseState | None = None,
+        gradient: optax.Updates | None = None,
         **extra_args: Any,
     ):
         del extra_args
+        check_receives_gradient("label_noise", updates, gradient)
         if folded_label_noise is not None:  # the caller put this step's draw into the residual already
             return updates, folded_label_noise
         if predict_fn is None or params is None:
@@ -201,6 +203,25 @@ def label_noise(
         return new_updates, state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def check_receives_gradient(name: str, updates: optax.Updates, gradient: optax.Updates | None) -> None:
+    """Refuse a label perturbation whose incoming updates are not the gradient (when the caller says what it was).
+
+    :func:`flatter.make_step` passes the minibatch gradient as the extra argument ``gradient``. A transform
+    before the perturbation that changes it (``optax.sgd``'s learning rate, a clip) would leave the noise term
+    unscaled, or the update no gradient at noised labels; one that passes it through unchanged
+    (``optax.identity``) hands on the very same arrays, also while tracing, so identity is the test.
+    """
+    if gradient is None:
+        return
+    got, want = jax.tree.leaves(updates), jax.tree.leaves(gradient)
+    if len(got) != len(want) or any(a is not b for a, b in zip(got, want, strict=False)):
+        raise ValueError(
+            f"{name} must come first in optax.chain: the updates it received are not the gradient (a transform "
+            f"before it changed them, e.g. optax.sgd's learning rate or a clip), so the noise would not be the "
+            f"gradient at noised labels (e.g. optax.chain({name}(...), heavy_ball(eta, beta)))"
+        )
 
 
 def check_full_batch_mode(mode: str, full_batch: bool | None) -> None:
