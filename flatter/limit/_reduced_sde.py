@@ -141,7 +141,7 @@ def paths_function(
     traced_saves: bool = False,
     decompose: str = "smaller",
 ):
-    """``(problem, params0, key, hyper[, saves]) -> observables (seeds, n_saves * substeps + 1)``: the seed-vmapped
+    r"""``(problem, params0, key, hyper[, saves]) -> observables (seeds, n_saves * substeps + 1)``: the seed-vmapped
     reduced SDE for one static configuration, the hyperparameters (:func:`reduced_hyperparameters`)
     traced, so one compile serves any ``eta, beta, sigma, ds`` (vmap it over a grid of them). With
     ``substeps`` > 1 each save also records ``substeps - 1`` points on the chord of its last step
