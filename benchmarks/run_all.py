@@ -50,14 +50,14 @@ PYTHON = shlex.quote(sys.executable)
 FIGURES = (
     Figure(
         "main-job",
-        "The main job: the quick scaling preset on matrix sensing (the README's first command)",
-        f"{FLATTER} scaling --problem matrix-sensing --preset quick --out {{out}} --no-progress",
+        "The main job: the quick scaling preset on the toy valley (the README's first command)",
+        f"{FLATTER} scaling --problem toy-valley --preset quick --out {{out}} --no-progress",
         keep_from="alpha in T ~ eta^-alpha",
     ),
     Figure(
-        "toy-valley",
-        "The quick scaling preset on the toy valley (docs/theory.md §6.7's row)",
-        f"{FLATTER} scaling --problem toy-valley --preset quick --out {{out}} --no-progress",
+        "matrix-sensing",
+        "The quick scaling preset on matrix sensing (the off-critical case beside the main job: overdamped)",
+        f"{FLATTER} scaling --problem matrix-sensing --preset quick --out {{out}} --no-progress",
         keep_from="alpha in T ~ eta^-alpha",
     ),
     Figure(

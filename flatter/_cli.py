@@ -124,8 +124,9 @@ def _parser() -> argparse.ArgumentParser:
     scaling.add_argument(
         "--problem",
         choices=("toy-valley", "matrix-sensing", "teacher-student"),
-        default="matrix-sensing",
-        help="the built-in problem",
+        default="toy-valley",
+        help="the built-in problem: toy-valley sits where gamma* = 2/3 is predicted (underdamped along the valley, "
+        "kappa = 0.25), matrix-sensing off it (overdamped, kappa = 0.006)",
     )
     scaling.add_argument("--preset", choices=("quick", "paper"), default="quick", help="quick: 2 CPU cores; paper")
     scaling.add_argument("--out", default="flatter-out/scaling", help="results folder (re-running resumes)")

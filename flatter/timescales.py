@@ -204,7 +204,9 @@ class StepsGrid(NamedTuple):
     as the seeds axis). ``first``/``settle``: medians over paths; ``censored``: the median is a lower
     bound (more than half the paths censored); ``point_evaluations``: each point's share of
     ``model_evaluations`` (without the padding); ``stable``: :math:`\eta h_\max < 2(1+\beta)` (where
-    False nothing is integrated and the steps are ``inf``).
+    False nothing is integrated and the steps are ``inf``); ``end_values``: every path's observable at the
+    end of its horizon, ``(points, seeds)`` (NaN where unstable): where the criterion's observable rests
+    once the motion along the valley has settled, its noise floor.
     """
 
     first: np.ndarray
@@ -216,6 +218,7 @@ class StepsGrid(NamedTuple):
     model_evaluations: int
     method: str
     point_evaluations: np.ndarray
+    end_values: np.ndarray | None = None
 
 
 def predict_grid(
@@ -289,6 +292,7 @@ def predict_grid(
     shape = (eta.size, seeds)
     first, first_cens = np.full(shape, np.inf), np.ones(shape, bool)
     settle, settle_cens = np.full(shape, np.inf), np.ones(shape, bool)
+    end_values = np.full(shape, np.nan)
     todo = stable.copy()
     evaluations, point_evaluations = 0, np.zeros(eta.size, int)
     # Points per call. On CPU one: a point's paths are vmapped, and a padded lane costs a whole point's steps
@@ -319,7 +323,8 @@ def predict_grid(
                 padded = np.resize(index, block)
                 hyper = reduced_hyperparameters(eta[padded], beta[padded], sigma[padded], batch_size, ds[padded])
                 out = run(problem, params0, keys[padded], hyper, threshold, np.int32(steps))
-                f, fc, st, sc = (np.asarray(v)[: index.size] for v in out)
+                f, fc, st, sc, ends = (np.asarray(v)[: index.size] for v in out)
+                end_values[index] = ends
                 evaluations += 2 * steps * seeds * padded.size  # two force evaluations per step (Heun)
                 point_evaluations[index] += 2 * steps * seeds
                 # times come back in criterion records: to optimizer steps k = s / (1 - beta)
@@ -347,6 +352,7 @@ def predict_grid(
             model_evaluations=evaluations,
             method=method,
             point_evaluations=point_evaluations,
+            end_values=end_values,
         )
 
 
@@ -371,7 +377,8 @@ def _jitted_grid(names, max_steps: int, seeds: int, fluctuations: bool, below: b
         end = steps * CRITERION_SUBSTEPS
         first = first_passage(index, values, threshold, below=below)
         settle = settling_time(index, values, threshold, below=below)
-        return jnp.minimum(first.time, end), first.censored, jnp.minimum(settle.time, end), settle.censored
+        at_end = jax.lax.dynamic_index_in_dim(values, end, axis=-1, keepdims=False)
+        return jnp.minimum(first.time, end), first.censored, jnp.minimum(settle.time, end), settle.censored, at_end
 
     return jax.jit(run)
 

@@ -119,7 +119,7 @@ def test_cli_help_and_errors_answer_without_importing_jax():
     help_text = subprocess.run(
         [sys.executable, "-m", "flatter._cli", "scaling", "--help"], capture_output=True, text=True, cwd=ROOT
     ).stdout
-    assert "default: matrix-sensing" in help_text and "--cpu-devices" in help_text
+    assert "default: toy-valley" in help_text and "--cpu-devices" in help_text
 
 
 def test_cli_bad_cpu_devices_is_one_line():

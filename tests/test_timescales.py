@@ -266,3 +266,33 @@ def test_the_reduced_sde_decomposes_the_smaller_gram_matrix_and_integrates_the_s
     for name in small:
         assert np.ptp(np.asarray(outputs[name])) > 0  # the paths move: the comparison can fail
         np.testing.assert_allclose(small[name], outputs[name], rtol=1e-5, atol=1e-7)
+
+
+def test_a_criterion_within_the_noise_floor_is_flagged_with_a_threshold_that_clears_it():
+    from flatter.sweep import PredictedScaling
+    from flatter.sweep._predict import FLOOR_MARGIN
+
+    floor = np.array([[0.05, 0.06], [0.14, 0.16]])  # (gamma, eta): the floor rises with gamma
+    common = dict(
+        gammas=(0.5, 0.85), etas=np.array([0.01, 0.001]), settle=np.ones((2, 2)), first=np.ones((2, 2)),
+        gamma_star=np.full(2, 0.6), gamma_star_ci=np.full((2, 2), 0.6), kappa=0.1, overshoot=1.0,
+        model_evaluations=1, wall_seconds=0.0, floor=floor,
+    )  # fmt: skip
+    low = PredictedScaling(**common, threshold=0.2, below=True)
+    # threshold / (1 + margin) = 0.133: the two points at gamma = 0.85, which the 0.2 threshold does not clear by 1.5x
+    assert FLOOR_MARGIN == 0.5
+    assert low.floor_problems() == [(0.85, 0.01, 0.14), (0.85, 0.001, 0.16)]
+    assert low.floor_problems(etas=[0.01]) == [(0.85, 0.01, 0.14)]
+    assert PredictedScaling(**common, threshold=0.085, below=True).floor_problems() == [
+        (0.5, 0.001, 0.06), (0.85, 0.01, 0.14), (0.85, 0.001, 0.16),
+    ]  # fmt: skip
+    suggested = low.suggested_threshold()  # beyond 1.5 x 0.16 = 0.24, two digits
+    assert suggested == pytest.approx(0.25)
+    assert PredictedScaling(**common, threshold=suggested, below=True).floor_problems() == []
+    # An "above" criterion: the floor must sit 1.5x below the threshold.
+    high = PredictedScaling(**common, threshold=0.1, below=False)
+    assert high.floor_problems() == [(0.5, 0.01, 0.05), (0.5, 0.001, 0.06), (0.85, 0.01, 0.14)]
+    assert high.suggested_threshold() == pytest.approx(0.033)  # below 0.05 / 1.5
+    assert PredictedScaling(**common, threshold=0.033, below=False).floor_problems() == []
+    # The record keeps the floor: read back, the same verdict.
+    assert PredictedScaling.from_summary(low.summary()).floor_problems() == low.floor_problems()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -20,8 +21,13 @@ from ._fit import optimal_gamma
 from ._grid import SweepSpec, start_digest
 from ._run import prepare, resolved_threshold
 
-PREDICTOR_VERSION = 1
+PREDICTOR_VERSION = 2
 """Bumped when the predictor's numbers change, so stored predictions of an older one are recomputed."""
+
+FLOOR_MARGIN = 0.5
+"""How far the criterion's threshold must sit beyond the observable's predicted noise floor: for a criterion
+``observable < threshold``, the floor at most ``threshold / (1 + FLOOR_MARGIN)``, two thirds of it. Closer, whether
+a run counts as settled is decided by the noise around the floor, not by the motion along the valley."""
 
 
 class PredictedScaling(NamedTuple):
@@ -34,7 +40,9 @@ class PredictedScaling(NamedTuple):
     ``kappa``: :math:`\\sigma^2/(4BC^3)`, the coupling at gamma = 2/3; ``overshoot``: predicted
     T_settle / T_first at gamma = 2/3 and the smallest eta (1: the motion along the valley settles
     without overshooting, the overdamped side of the regime map, where no penalty above 2/3 is expected
-    at finite eta).
+    at finite eta). ``floor[g, i]``: the criterion's observable where the predicted paths rest at the end of
+    their horizon, the median over the paths that settled (NaN where none did): the noise floor that
+    :meth:`floor_problems` compares with ``threshold``.
     """
 
     gammas: tuple[float, ...]
@@ -47,6 +55,34 @@ class PredictedScaling(NamedTuple):
     overshoot: float
     model_evaluations: int
     wall_seconds: float
+    floor: np.ndarray | None = None
+    threshold: float | None = None
+    below: bool = True
+
+    def floor_problems(self, margin: float = FLOOR_MARGIN, etas=None) -> list[tuple[float, float, float]]:
+        """The grid points ``(gamma, eta, floor)`` whose noise floor comes within ``margin`` of the threshold.
+
+        ``etas``: the etas to check (default: all of the prediction's). Empty when the criterion is clear of
+        the floor everywhere; then a settling time measures the motion along the valley.
+        """
+        if self.floor is None or self.threshold is None:
+            return []
+        keep = np.ones(self.etas.size, bool) if etas is None else np.isin(self.etas, np.asarray(etas, float))
+        limit = self.threshold / (1 + margin) if self.below else self.threshold * (1 + margin)
+        bad = (self.floor > limit) if self.below else (self.floor < limit)
+        return [
+            (float(self.gammas[g]), float(self.etas[i]), float(self.floor[g, i]))
+            for g, i in zip(*np.nonzero(bad & keep[None, :]), strict=True)
+        ]
+
+    def suggested_threshold(self, margin: float = FLOOR_MARGIN) -> float | None:
+        """The nearest threshold (two significant digits, rounded away from the floor) clear of every floor."""
+        if self.floor is None or not np.isfinite(self.floor).any():
+            return None
+        worst = np.nanmax(self.floor) * (1 + margin) if self.below else np.nanmin(self.floor) / (1 + margin)
+        worst *= (1 + 1e-9) if self.below else (1 - 1e-9)  # strictly beyond: rounding must not land on the limit
+        scale = 10.0 ** (np.floor(np.log10(abs(worst))) - 1) if worst != 0 else 1.0
+        return float((np.ceil if self.below else np.floor)(worst / scale) * scale)
 
     @classmethod
     def from_summary(cls, record: dict) -> PredictedScaling:
@@ -66,6 +102,11 @@ class PredictedScaling(NamedTuple):
             overshoot=float(record["overshoot_two_thirds"]),
             model_evaluations=int(record["model_evaluations"]),
             wall_seconds=float(record["wall_seconds"]),
+            floor=None
+            if record.get("floor") is None
+            else np.array([[np.nan if v is None else v for v in row] for row in record["floor"]], float),
+            threshold=record.get("threshold"),
+            below=bool(record.get("below", True)),
         )
 
     def summary(self) -> dict:
@@ -81,6 +122,9 @@ class PredictedScaling(NamedTuple):
             "overshoot_two_thirds": self.overshoot,
             "model_evaluations": self.model_evaluations,
             "wall_seconds": self.wall_seconds,
+            "floor": None if self.floor is None else np.where(np.isfinite(self.floor), self.floor, None).tolist(),
+            "threshold": self.threshold,
+            "below": self.below,
         }
 
 
@@ -176,6 +220,11 @@ def _predict(spec, problem, params0, extra_decades, seeds, resolution, progress,
     opt = optimal_gamma(gammas, etas, np.where(censored, 0.0, samples), censored)
     k = int(np.argmin(np.abs(gammas - 2 / 3)))
     first, settle = grid.first.reshape(g.shape), grid.settle.reshape(g.shape)
+    # Settled paths only: a censored path's end is still on its way, not at rest.
+    ends = np.where(censored, np.nan, grid.end_values.reshape(g.shape + (seeds,)))
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # no settled path (or an unstable point): NaN
+        floor = np.nanmedian(ends, axis=-1)
     return PredictedScaling(
         gammas=tuple(gammas.tolist()),
         etas=etas,
@@ -187,4 +236,7 @@ def _predict(spec, problem, params0, extra_decades, seeds, resolution, progress,
         overshoot=float(settle[k, -1] / first[k, -1]),
         model_evaluations=grid.model_evaluations,
         wall_seconds=time.perf_counter() - start,
+        floor=floor,
+        threshold=float(threshold),
+        below=spec.below,
     )

@@ -135,6 +135,12 @@ def regime_text(kappa: float | None, overshoot: float | None) -> str:
     )
 
 
+def regime_label(kappa: float | None, overshoot: float | None) -> str:
+    """:func:`regime_text` in a few words: the side of the regime map and kappa."""
+    shown = "n/a" if kappa is None else f"{kappa:.3g}"
+    return regime_text(kappa, overshoot).split(" at gamma = 2/3 (")[0] + f" (kappa = {shown})"
+
+
 @dataclasses.dataclass(frozen=True)
 class ScalingSummary:
     r"""The summary of one or more scaling sweeps, as ``flatter scaling`` prints and draws it.
@@ -172,6 +178,70 @@ class ScalingSummary:
             return None
         return regime_text(self.predicted.kappa, self.predicted.overshoot)
 
+    def headline(self) -> str | None:
+        """The job's result in one line: the measured gamma* at the smallest eta with its 95% interval, the
+        predicted one with its band, the paper's 2/3 and the regime (None without a gamma*).
+
+        A gamma* on the gamma grid's edge is a bound (``>= 0.850, at the grid's edge``), measured or predicted.
+        """
+        gs = self.gamma_star
+        if gs is None:
+            return None
+        lo, hi = gs.fit.ci
+        refused = self.floor_problems(smallest_eta=True)
+        if refused:
+            where = ", ".join(f"{g:.3g}" for g in sorted({g for g, _, _ in refused}))
+            return (
+                f"headline: no gamma* measured: the criterion's threshold {self.predicted.threshold:.3g} sits within "
+                f"the predicted noise floor at gamma = {where} (eta = {gs.eta:g}), where a settling time is the "
+                f"transverse noise's, not the valley's (the table's gamma* = {gs.gamma:.3f} is that artefact); a "
+                f"threshold beyond {self.predicted.suggested_threshold():.3g} clears it"
+            )
+        if gs.at_edge:
+            measured = f"measured gamma* {gamma_text(gs.gamma, gs.gammas)} (at the gamma grid's edge, a bound)"
+        else:
+            measured = f"measured gamma* = {gs.gamma:.3f} [{lo:.3f}, {hi:.3f}]"
+        parts = [f"{measured} at eta = {gs.eta:g}"]
+        pred = self.predicted
+        if pred is not None:
+            i = int(np.argmin(np.abs(np.log(pred.etas) - np.log(gs.eta))))
+            g, (a, b) = pred.gamma_star[i], pred.gamma_star_ci[i]
+            text = gamma_text(g, pred.gammas)
+            edge = text.startswith(("<=", ">="))
+            parts.append(f"predicted {text} [{a:.2f}, {b:.2f}]" + (" (at the grid's edge, a bound)" if edge else ""))
+        parts.append("paper 2/3 (as eta -> 0)")
+        if pred is not None:
+            parts.append("regime: " + regime_label(pred.kappa, pred.overshoot))
+        return "headline: " + "; ".join(parts)
+
+    def floor_problems(self, smallest_eta: bool = False) -> list[tuple[float, float, float]]:
+        """The grid points ``(gamma, eta, floor)`` of the gamma* sweep where the criterion sits within the predicted
+        noise floor (:meth:`PredictedScaling.floor_problems`; empty without a prediction). ``smallest_eta``: only
+        at the eta gamma* is read at."""
+        if self.predicted is None or self.gamma_star is None:
+            return []
+        etas = [self.gamma_star.eta] if smallest_eta else self.gamma_star.etas
+        return self.predicted.floor_problems(etas=etas)
+
+    def criterion_check(self) -> str | None:
+        """One line: whether the criterion's threshold clears the predicted noise floor at every grid point."""
+        pred = self.predicted
+        if pred is None or pred.floor is None or self.gamma_star is None:
+            return None
+        problems = self.floor_problems()
+        if not problems:
+            return (
+                f"criterion check: the threshold {pred.threshold:.3g} clears the predicted noise floor at every grid "
+                f"point (its median at most {np.nanmax(pred.floor):.3g})"
+            )
+        where = ", ".join(f"({g:.3g}, {e:g})" for g, e, _ in problems)
+        return (
+            f"criterion check: the threshold {pred.threshold:.3g} sits within the predicted noise floor (its "
+            f"median up to {max(f for _, _, f in problems):.3g}) at (gamma, eta) = {where}; there a settling time "
+            f"is set by the transverse noise, not by the motion along the valley; a threshold beyond "
+            f"{pred.suggested_threshold():.3g} clears it"
+        )
+
     def to_json(self) -> dict:
         """A JSON-ready record (what ``summary.json`` holds), self-describing: rows are records, not keys."""
         return {
@@ -185,6 +255,8 @@ class ScalingSummary:
             "unfinished": dict(self.unfinished),
             "predicted": None if self.predicted is None else self.predicted.summary(),
             "regime": self.regime,
+            "headline": self.headline(),
+            "criterion_check": self.criterion_check(),
             "undetermined_se": UNDETERMINED_SE,
         }
 
@@ -241,6 +313,8 @@ class ScalingSummary:
                 per += " (>= / <=: at the gamma grid's edge, a bound)"
             lines.append(f"predicted gamma*(eta) (reduced SDE, {pred.model_evaluations} force evaluations): {per}")
             lines.append(f"regime: {self.regime}")
+            if self.criterion_check() is not None:
+                lines.append(self.criterion_check())
         lines.append(f"censored runs (settling not reached within the horizon): {self.censored}")
         lines.append(f"  of which diverged (non-finite parameters, masked): {self.diverged}")
         if any(self.at_start.values()):
