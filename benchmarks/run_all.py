@@ -113,8 +113,8 @@ FIGURES = (
     Figure(
         "fashion-mnist",
         "The MLP-6 on Fashion-MNIST, quick preset",
-        f"{FLATTER} fashion-mnist --preset quick --out {{out}} --no-progress",
-        last_lines=14,
+        f"{FLATTER} fashion-mnist --preset quick --out {{out}} --no-progress --verbose",
+        last_lines=40,
     ),
     Figure(
         "suite",
