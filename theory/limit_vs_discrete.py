@@ -118,16 +118,12 @@ for row, name in enumerate(cases):
     for axis in (axes[row, 1].xaxis, axes[row, 1].yaxis):  # short log ranges: 0.004, 0.006, not 4x10^-3
         flatter.figures.plain_log_ticks(axis)
     axes[row, 1].legend(fontsize=8)
-fig.text(
-    0.5,
-    0.005,
+flatter.figures.add_caption(
+    fig,
     "bands: discrete mean ± 2 s.e. over seeds; label noise σ = 1; toy valley from y = 1, full batch, "
     f"{cases['toy valley, y']['seeds']} seeds;\nmatrix sensing d = 10, r = 1, n = 20 from its Gauss-Newton fit, "
     f"B = 1, {cases[MS]['seeds']} seeds",
-    ha="center",
-    va="bottom",
-    fontsize=8,
+    height=0.05,
 )
-fig.get_layout_engine().set(rect=(0, 0.05, 1, 0.95))
 flatter.figures.save_figure(fig, OUT / "limit_vs_discrete.png", dpi=130)
 print("wrote", OUT / "limit_vs_discrete.png")

@@ -158,17 +158,12 @@ axes[1].set(
     xscale="log", xlabel=r"$\eta$", ylabel=r"predicted $\gamma^*(\eta)$ (95% bootstrap band)", title=r"$\gamma^*(\eta)$"
 )
 axes[1].legend(fontsize=7, ncol=2)
-fig.text(
-    0.5,
-    0.005,
+flatter.figures.add_caption(
+    fig,
     rf"toy valley from $y$ = 1, C = 1, full batch; $\gamma$ on {len(gammas)} points in "
     rf"[{gammas[0]:g}, {gammas[-1]:g}], {len(kappas)} $\kappa$ x {len(etas)} $\eta$; "
     f"{seeds} reduced-SDE paths per point",
-    ha="center",
-    va="bottom",
-    fontsize=8,
 )
-fig.get_layout_engine().set(rect=(0, 0.04, 1, 0.96))
 flatter.figures.save_figure(fig, OUT / "regime_map.png", dpi=130)
 np.savez(
     OUT / "regime_map.npz",

@@ -148,15 +148,11 @@ axes[1].set(
     title=r"the V-shaped exponent $\alpha(\gamma)$",
 )
 axes[1].legend(fontsize=8)
-fig.text(
-    0.5,
-    0.005,
+flatter.figures.add_caption(
+    fig,
     rf"toy valley $f = \sqrt{{1+y^2}}\,x$ from $y$ = 1, label noise $\sigma$ = {SIGMA:g}, C = {C:g}, full batch; "
     rf"criterion $|y|$ < {DELTA:g} settled; simulated $\eta$ = {', '.join(f'{e:g}' for e in sim_etas)}",
-    ha="center",
-    va="bottom",
-    fontsize=8,
+    height=0.05,
 )
-fig.get_layout_engine().set(rect=(0, 0.05, 1, 0.95))
 flatter.figures.save_figure(fig, OUT / "two_timescales.png", dpi=130)
 print("wrote", OUT / "two_timescales.png")

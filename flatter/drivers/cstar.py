@@ -113,7 +113,7 @@ def _plot(path, Cs, rows, eta, fit, caption: str = ""):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..figures import draw_lower_bounds, grid_ticks, plain_log_ticks
+    from ..figures import add_caption, draw_lower_bounds, grid_ticks, plain_log_ticks
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), constrained_layout=True)
     Cs = np.asarray(Cs)
@@ -153,6 +153,5 @@ def _plot(path, Cs, rows, eta, fit, caption: str = ""):
     plain_log_ticks(axes[1].yaxis)  # C* spans less than a decade
     axes[1].legend()
     if caption:
-        fig.text(0.5, 0.005, caption, ha="center", va="bottom", fontsize=8)
-        fig.get_layout_engine().set(rect=(0, 0.04, 1, 0.96))
+        add_caption(fig, caption)
     save_figure(fig, path, dpi=130)

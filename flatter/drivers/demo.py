@@ -15,7 +15,7 @@ from .._criteria import first_passage
 from .._interpolate import interpolate
 from .._io import environment, save_arrays, save_json
 from .._simulate import simulate
-from ..figures import save_figure
+from ..figures import add_caption, save_figure
 from ..problems import matrix_sensing
 from ..transforms._heavy_ball import heavy_ball
 from ..transforms._label_noise import label_noise
@@ -206,14 +206,9 @@ def _plot(path: Path, steps, traces, config: DemoConfig) -> None:
         rf"matrix sensing, label noise $\sigma$ = {config.sigma:g}, $\eta$ = {config.eta:g}: "
         "SGDM with the 2/3 rule against SGD"
     )
-    fig.text(
-        0.5,
-        0.005,
+    add_caption(
+        fig,
         f"d = {config.d}, r = {config.r}, n = {config.n}, full batch, {config.seeds} seeds, "
         f"{config.steps:,} steps recorded every {config.record_every} (from step {config.record_every} on)",
-        ha="center",
-        va="bottom",
-        fontsize=8,
     )
-    fig.get_layout_engine().set(rect=(0, 0.04, 1, 0.96))  # room for the caption line
     save_figure(fig, path, dpi=130)

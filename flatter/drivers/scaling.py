@@ -124,16 +124,9 @@ def run_scaling(
         store = out / f"sweep-{high}"
         store.mkdir(parents=True, exist_ok=True)
         predicted = predict_spec(specs[high], seeds=8, extra_decades=0, store=store, progress=progress)
-        problems = predicted.floor_problems(etas=specs[high].etas)
-        if problems:
-            where = ", ".join(f"({g:.3g}, {e:g})" for g, e, _ in problems)
-            print(
-                f"criterion check: {specs[high].observable} < {predicted.threshold:.3g} sits within the predicted "
-                f"noise floor at (gamma, eta) = {where}: settling there measures the noise, not the valley; a "
-                f"threshold beyond {predicted.suggested_threshold():.3g} clears it. Running the preset as it is; its "
-                "gamma* is not printed as a measurement.",
-                flush=True,
-            )
+        if predicted.floor_problems(etas=specs[high].etas):  # said before the sweeps run
+            check = predicted.criterion_check(etas=specs[high].etas)
+            print(f"{check}. Running the preset as it is; its gamma* is not printed as a measurement.", flush=True)
     results = [run_sweep(spec, out / f"sweep-{i}", progress=progress, verbose=verbose) for i, spec in enumerate(specs)]
     summary = summarize(results, predicted=predicted, problem=problem)
     wall = time.perf_counter() - start
@@ -145,8 +138,9 @@ def run_scaling(
         "sweeps": [str(out / f"sweep-{i}") for i in range(len(results))],
     }
     print("\n" + summary.table())
-    if summary.headline() is not None:
-        print("\n" + summary.headline())
+    headline = summary.headline()
+    if headline is not None:
+        print("\n" + headline)
     save_json(out / "summary.json", record)
     save_figure(scaling_figure(results, summary), out / "scaling.png")
     print(

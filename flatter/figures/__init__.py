@@ -7,6 +7,7 @@
 
 from ._axes import (
     LayoutWarning as LayoutWarning,
+    add_caption as add_caption,
     draw_lower_bounds as draw_lower_bounds,
     grid_ticks as grid_ticks,
     layout_problems as layout_problems,
@@ -24,6 +25,7 @@ from ._scaling import (
 
 __all__ = [
     "LayoutWarning",
+    "add_caption",
     "layout_problems",
     "curves",
     "network_figure",

@@ -75,6 +75,25 @@ class PredictedScaling(NamedTuple):
             for g, i in zip(*np.nonzero(bad & keep[None, :]), strict=True)
         ]
 
+    def criterion_check(self, etas=None) -> str | None:
+        """One line: whether the threshold clears the noise floor at every grid point (at ``etas``), and if not
+        where it does not and which threshold would (None without a floor)."""
+        if self.floor is None or self.threshold is None:
+            return None
+        problems = self.floor_problems(etas=etas)
+        if not problems:
+            return (
+                f"criterion check: the threshold {self.threshold:.3g} clears the predicted noise floor at every grid "
+                f"point (its median at most {np.nanmax(self.floor):.3g})"
+            )
+        where = ", ".join(f"({g:.3g}, {e:g})" for g, e, _ in problems)
+        return (
+            f"criterion check: the threshold {self.threshold:.3g} sits within the predicted noise floor (its "
+            f"median up to {max(f for _, _, f in problems):.3g}) at (gamma, eta) = {where}; there a settling time "
+            f"is set by the transverse noise, not by the motion along the valley; a threshold beyond "
+            f"{self.suggested_threshold():.3g} clears it"
+        )
+
     def suggested_threshold(self, margin: float = FLOOR_MARGIN) -> float | None:
         """The nearest threshold (two significant digits, rounded away from the floor) clear of every floor."""
         if self.floor is None or not np.isfinite(self.floor).any():

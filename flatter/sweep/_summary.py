@@ -225,22 +225,9 @@ class ScalingSummary:
 
     def criterion_check(self) -> str | None:
         """One line: whether the criterion's threshold clears the predicted noise floor at every grid point."""
-        pred = self.predicted
-        if pred is None or pred.floor is None or self.gamma_star is None:
+        if self.predicted is None or self.gamma_star is None:
             return None
-        problems = self.floor_problems()
-        if not problems:
-            return (
-                f"criterion check: the threshold {pred.threshold:.3g} clears the predicted noise floor at every grid "
-                f"point (its median at most {np.nanmax(pred.floor):.3g})"
-            )
-        where = ", ".join(f"({g:.3g}, {e:g})" for g, e, _ in problems)
-        return (
-            f"criterion check: the threshold {pred.threshold:.3g} sits within the predicted noise floor (its "
-            f"median up to {max(f for _, _, f in problems):.3g}) at (gamma, eta) = {where}; there a settling time "
-            f"is set by the transverse noise, not by the motion along the valley; a threshold beyond "
-            f"{pred.suggested_threshold():.3g} clears it"
-        )
+        return self.predicted.criterion_check(etas=self.gamma_star.etas)
 
     def to_json(self) -> dict:
         """A JSON-ready record (what ``summary.json`` holds), self-describing: rows are records, not keys."""
@@ -313,8 +300,9 @@ class ScalingSummary:
                 per += " (>= / <=: at the gamma grid's edge, a bound)"
             lines.append(f"predicted gamma*(eta) (reduced SDE, {pred.model_evaluations} force evaluations): {per}")
             lines.append(f"regime: {self.regime}")
-            if self.criterion_check() is not None:
-                lines.append(self.criterion_check())
+            check = self.criterion_check()
+            if check is not None:
+                lines.append(check)
         lines.append(f"censored runs (settling not reached within the horizon): {self.censored}")
         lines.append(f"  of which diverged (non-finite parameters, masked): {self.diverged}")
         if any(self.at_start.values()):
