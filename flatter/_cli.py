@@ -59,6 +59,8 @@ def _configure_machine(cpu_devices: int) -> None:
         # Every program, however quick to compile: a sweep's many small ones add up.
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    else:  # off means off, also where JAX_COMPILATION_CACHE_DIR names a cache
+        jax.config.update("jax_enable_compilation_cache", False)
     if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
         return  # the user chose the host devices already
     jax.config.update("jax_num_cpu_devices", cpu_devices)

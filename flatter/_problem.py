@@ -372,7 +372,10 @@ class Problem(eqx.Module):
     ) -> tuple[tuple[str, Observable], ...]:
         """``(name, fn)`` pairs for ``observables``: the problem's own by name, all of them for ``None``, or a
         mapping of new ones ``fn(problem, params)`` as given (what :func:`flatter.simulate` and the limit
-        integrators record). Unknown names raise ``ValueError`` listing the problem's."""
+        integrators record). A name with the suffix ``"@valley"`` is that observable read on the valley
+        (:func:`flatter.valley.on_valley`). Unknown names raise ``ValueError`` listing the problem's."""
+        from .valley._on_valley import on_valley, split_on_valley
+
         table = dict(self.observables)
         if observables is None:
             return tuple(table.items())
@@ -383,10 +386,17 @@ class Problem(eqx.Module):
             return tuple(observables.items())
         if isinstance(observables, str):
             observables = (observables,)
-        unknown = [n for n in observables if n not in table]
+        unknown = [n for n in observables if split_on_valley(n)[0] not in table]
         if unknown:
-            raise ValueError(f"unknown observable(s) {unknown}; problem {self.name!r} has {list(table)}")
-        return tuple((n, table[n]) for n in observables)
+            raise ValueError(
+                f"unknown observable(s) {unknown}; problem {self.name!r} has {list(table)} (each also as "
+                "'<name>@valley', read on the valley)"
+            )
+        resolved = []
+        for name in observables:
+            base, projected = split_on_valley(name)
+            resolved.append((name, on_valley(table[base]) if projected else table[base]))
+        return tuple(resolved)
 
     def observe(self, params: Params, names: Sequence[str] | None = None) -> dict[str, Scalar]:
         """Evaluate the named observables (all of them by default) at ``params``."""

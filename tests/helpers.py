@@ -1,5 +1,5 @@
-"""Shared helpers: a quadratic test loss, NumPy heavy-ball recurrences, a small toy-valley sweep spec and a
-CIFAR-10 archive in the official format."""
+"""Shared helpers: a quadratic test loss, NumPy heavy-ball recurrences, a small toy-valley sweep spec, a
+diagonal linear network built as a user would and a CIFAR-10 archive in the official format."""
 
 import contextlib
 import gzip
@@ -63,6 +63,22 @@ def toy_spec(**kw):
     )
     base.update(kw)
     return SweepSpec(**base)
+
+
+def diagonal_network():
+    """A user's Problem on a valley flatter was not tuned on: f = <u*u - v*v, x>, d = 4, n = 2, with
+    non-uniform curvature along Gamma, and a point of Gamma (Gauss-Newton from a generic start)."""
+    import flatter
+
+    inputs = jnp.array([[1.0, 0.5, 0.2, 0.1], [0.3, 1.0, 0.7, 0.4]])
+
+    def predict(theta, x):
+        u, v = theta[:4], theta[4:]
+        return x @ (u * u - v * v)
+
+    problem = flatter.Problem(predict, inputs, jnp.array([1.0, 0.6]), name="diagonal-network")
+    start, _ = flatter.interpolate(problem, jnp.concatenate([jnp.full(4, 0.8), jnp.full(4, 0.3)]))
+    return problem, flatter.valley.project(problem, start)  # on Gamma to machine precision
 
 
 def cifar_batch(n, offset, learnable=False):

@@ -77,7 +77,7 @@ def toy_spec(**kw):
     return SweepSpec(**base)
 
 
-def test_sweep_compiles_once_per_chunk_shape_not_per_horizon(tmp_path, capsys):
+def test_sweep_compiles_once_per_chunk_shape_not_per_horizon(tmp_path, capsys, own_compiles):
     res = run_sweep(toy_spec(), tmp_path, progress=False, verbose=True)
     horizons = np.unique(res.data["horizon"])
     compiles = res.meta["compiles_last_run"]

@@ -88,3 +88,18 @@ def test_optimal_C_scales_as_eps_to_two_thirds():
     slope = np.polyfit(np.log(eps), np.log(best), 1)[0]
     assert slope == pytest.approx(2 / 3, abs=0.1)
     assert best[1] == pytest.approx(1.0, rel=0.2)  # docs/theory.md §6.7: C* ~ 1 at eps = 1
+
+
+@pytest.mark.parametrize("zeta", [0.6, 1.4])
+def test_the_damping_ratio_says_whether_the_critical_flow_overshoots_the_flat_point(zeta):
+    """On the toy (tr = 1 + y^2: lambda = 2 exactly, the ODE y'' + y' = -2 kappa u y is linear) the flow crosses the
+    flat point y = 0 iff zeta = 1/(2 sqrt(kappa lambda)) < 1; flatter.limit.regime reads lambda off the valley."""
+    toy = flatter.problems.toy_valley()
+    start = jnp.array([0.0, 1.0])
+    kappa = 1.0 / (4 * zeta**2 * 2.0)
+    sigma = (4 * kappa) ** 0.5  # kappa = sigma^2 / (4 B C^3) at B = C = 1
+    found = limit.regime(toy, start, sigma=sigma, C=1.0)
+    assert found.curvature == pytest.approx(2.0, rel=1e-6) and found.zeta == pytest.approx(zeta, rel=1e-6)
+    sol = limit.critical_flow(toy, start, kappa=kappa, s1=40.0, ds=0.01, save_every=10, observables=["y"])
+    overshoots = bool(np.min(np.asarray(sol.observables["y"])) < -1e-3)
+    assert overshoots == (zeta < 1) and found.side == ("underdamped" if zeta < 1 else "overdamped")

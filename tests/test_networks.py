@@ -217,7 +217,7 @@ def test_cifar10_smoke_preset_runs_from_an_archive(tmp_path, capsys, float32):
     write_cifar(tmp_path, archive=True, per_batch=8, test=20, learnable=True)
     record = run_network_experiment(
         "cifar10", "smoke", tmp_path / "out", data_dir=tmp_path / "cifar-10-python.tar.gz", progress=False,
-        width=32, train_per_class=1, test_per_class=1, batch_size=8,
+        width=32, train_per_class=1, test_per_class=1, batch_size=8, max_steps=8,
     )  # fmt: skip
     printed = capsys.readouterr().out
     assert "gamma* (vertex of log T_settle" in printed and "phase 1: " in printed and "pilot: " in printed

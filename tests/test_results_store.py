@@ -147,14 +147,14 @@ def test_load_refuses_results_of_another_sweep(tmp_path):
 
     run_sweep(spec(), tmp_path / "a", progress=False)
     run_sweep(spec(seed=1), tmp_path / "b", progress=False)
+    for copy in "cd":  # the same finished sweep three times over
+        shutil.copytree(tmp_path / "a", tmp_path / copy)
     shutil.copy(tmp_path / "b" / "results.npz", tmp_path / "a" / "results.npz")  # same shapes, other numbers
     with pytest.raises(SweepStoreError, match=r"not of one sweep"):
         load(tmp_path / "a")
-    run_sweep(spec(), tmp_path / "c", progress=False)
     shutil.copy(tmp_path / "b" / "results.json", tmp_path / "c" / "results.json")  # relabels c's arrays
     with pytest.raises(SweepStoreError, match=r"results.json belongs to another sweep"):
         load(tmp_path / "c")
-    run_sweep(spec(), tmp_path / "d", progress=False)
     with np.load(tmp_path / "d" / "results.npz") as f:
         arrays = {k: f[k] for k in f.files}
     arrays["T_settle"] = arrays["T_settle"] + 1.0  # edited in place, digest kept

@@ -207,6 +207,29 @@ def test_predict_spec_on_a_users_problem_gives_the_registered_problems_numbers_a
     assert creeping.overshoot < 1.05 and creeping.gamma_star[-1] > 0.75
 
 
+def test_the_noise_batch_is_one_rule_so_two_specs_of_the_same_dynamics_predict_the_same_times():
+    """A full batch of n = 2 noised labels, asked for as batch_sizes=(n,) or as label_noise_mode="all", is one
+    dynamics (B = n): the same kappa and settling times; one noised label (B = 1) doubles kappa and the drift."""
+    from helpers import diagonal_network
+
+    problem, start = diagonal_network()
+    grid = dict(gammas=(0.5, 2 / 3), etas=(0.02,), observable="trace_hessian", threshold=0.8,
+                relative_threshold=True, phase1=False, seeds=4, max_steps=2**16)  # fmt: skip
+    specs = {
+        "minibatch of n": flatter.sweep.SweepSpec.for_problem(problem, batch_sizes=(2,), **grid),
+        "all labels": flatter.sweep.SweepSpec.for_problem(problem, label_noise_mode="all", **grid),
+        "one label": flatter.sweep.SweepSpec.for_problem(problem, label_noise_mode="one", **grid),
+    }
+    predicted = {
+        name: flatter.sweep.predict_spec(s, problem, start, seeds=8, extra_decades=0) for name, s in specs.items()
+    }
+    assert predicted["minibatch of n"].kappa == predicted["all labels"].kappa
+    np.testing.assert_allclose(predicted["minibatch of n"].settle, predicted["all labels"].settle, rtol=0.1)
+    assert predicted["one label"].kappa == pytest.approx(2 * predicted["all labels"].kappa)
+    # At gamma = 1/2 the drift along the valley sets T, and the drift is sigma^2/(4B) grad tr: half the time.
+    np.testing.assert_allclose(predicted["one label"].settle[0], predicted["all labels"].settle[0] / 2, rtol=0.1)
+
+
 def test_a_stored_prediction_is_read_back_and_not_recomputed(tmp_path, monkeypatch):
     spec = flatter.sweep.SweepSpec(
         problem="toy-valley", gammas=(0.5, 2 / 3), etas=(0.01, 0.004), observable="abs_y", threshold=0.1,

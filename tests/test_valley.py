@@ -76,3 +76,66 @@ def test_spectrum_dense_matches_hessian_and_lanczos(sensing):
     np.testing.assert_allclose(dense, hess[: dense.shape[0]], rtol=1e-6, atol=1e-8)
     lanczos = valley.hessian_spectrum(problem, params, method="lanczos", k=20)
     np.testing.assert_allclose(lanczos[:3], dense[:3], rtol=1e-8)
+
+
+def test_an_observable_read_on_the_valley_moves_at_second_order_in_the_normal_displacement():
+    """On a generic valley (the diagonal network) grad tr Hess L has a normal component: tr at theta* + eps n moves
+    by O(eps) (fitted order 1), but read on the valley (project, then read) by O(eps^2) (fitted order 2), and a
+    tangent step moves both alike. Orders from a log-log fit over eps in [1e-3, 1e-1]."""
+    from helpers import diagonal_network
+
+    problem, start = diagonal_network()
+    theta, fp = valley.flatten(problem, start)
+    jac = jax.jacfwd(fp.residual)(theta)
+    normal = jac[0] / jnp.linalg.norm(jac[0])  # a row of J: orthogonal to the valley
+    (_, raw), (_, read) = problem.resolve_observables(["trace_hessian", "trace_hessian@valley"])
+    base = raw(problem, start)
+    assert abs(float(read(problem, start) - base)) < 1e-12  # on Gamma both are the same number
+    eps = np.geomspace(1e-3, 1e-1, 6)
+    raw_error = [abs(float(raw(problem, fp.unravel(theta + e * normal)) - base)) for e in eps]
+    read_error = [abs(float(read(problem, fp.unravel(theta + e * normal)) - base)) for e in eps]
+    assert np.polyfit(np.log(eps), np.log(raw_error), 1)[0] == pytest.approx(1.0, abs=0.1)
+    assert np.polyfit(np.log(eps), np.log(read_error), 1)[0] == pytest.approx(2.0, abs=0.15)
+    # Along the valley the projection changes nothing to first order: the same derivative.
+    project_tangent = valley.flat_tangent_projector(fp, theta)
+    tangent = project_tangent(jax.grad(lambda t: raw(problem, fp.unravel(t)))(theta))
+    tangent = tangent / jnp.linalg.norm(tangent)
+    e = 1e-4
+    slopes = [(float(f(problem, fp.unravel(theta + e * tangent))) - float(base)) / e for f in (raw, read)]
+    assert slopes[1] == pytest.approx(slopes[0], rel=1e-3) and slopes[0] > 0.1
+
+
+def test_a_sweep_takes_an_observable_read_on_the_valley_by_name():
+    from helpers import diagonal_network
+
+    problem, start = diagonal_network()
+    spec = flatter.sweep.SweepSpec.for_problem(problem, observable="trace_hessian@valley", threshold=0.5, phase1=False)
+    assert spec.observable == "trace_hessian@valley"
+    with pytest.raises(ValueError, match="@valley"):
+        flatter.sweep.SweepSpec.for_problem(problem, observable="hessian@valley", threshold=0.5, phase1=False)
+    with pytest.raises(ValueError, match="unknown observable"):
+        problem.observe(start, ["trace@valley"])
+    with pytest.raises(ValueError, match="iterations"):
+        valley.on_valley(lambda problem, p: p, iterations=0)
+
+
+def test_the_descent_curvature_is_the_riemannian_hessian_on_a_curved_valley():
+    """Valley: the unit circle (f = e^{theta_0} (|theta|^2 - 1)), where tr Hess L = |grad f|^2 = 4 e^{2 cos phi}
+    at theta = (cos phi, sin phi) and the geodesic is the arc: lambda = d^2/dphi^2 [4 e^{2 cos phi}]
+    = 4 e^{2 cos phi} (4 sin^2 phi - 2 cos phi), a closed form the Euclidean Hessian of tr alone misses (it
+    leaves out the normal gradient against the circle's curvature)."""
+
+    def predict(theta, x):
+        return jnp.exp(theta[0]) * (theta @ theta - 1.0) * x[:, 0]
+
+    problem = flatter.Problem(predict, jnp.ones((1, 1)), jnp.zeros(1), name="circle")
+    for phi in (0.4, 1.1, 2.5):
+        theta = jnp.array([np.cos(phi), np.sin(phi)])
+        geometry = valley.descent_geometry(problem, theta)
+        trace = 4 * np.exp(2 * np.cos(phi))
+        assert geometry.trace == pytest.approx(trace, rel=1e-10)
+        assert geometry.gradient_norm == pytest.approx(abs(trace * 2 * np.sin(phi)), rel=1e-8)
+        assert geometry.curvature == pytest.approx(trace * (4 * np.sin(phi) ** 2 - 2 * np.cos(phi)), rel=1e-4)
+        tangent = jnp.array([-np.sin(phi), np.cos(phi)])
+        euclidean = tangent @ jax.hessian(lambda t: problem.gauss_newton_trace(t))(theta) @ tangent
+        assert abs(float(euclidean) - geometry.curvature) > 0.1 * abs(geometry.curvature)

@@ -16,8 +16,10 @@
 #
 #     y'' + y' = −κ u(s) ∂_y tr∇²L = −2κ u(s) y,    κ = σ²/(4BC³),    s = (1 − β) k,
 #
-# a damped oscillator whose damping ratio is ζ = 1/(2√(2κ)): the motion along the valley overshoots
-# (ζ < 1, κ > 1/8) or creeps (ζ > 1). The penalty above 2/3 that makes γ* = 2/3 needs the overshoot:
+# a damped oscillator whose damping ratio is ζ = 1/(2√(κλ)), λ = 2 the curvature of tr∇²L along the valley
+# (`flatter.limit.damping_ratio`): the motion along the valley overshoots (ζ < 1, κ > 1/8) or creeps (ζ > 1).
+# ζ is the map's axis: `flatter.limit.regime` reads λ off any problem's valley, so a user's problem lands on
+# the same axis (`flatter scaling` prints it). The penalty above 2/3 that makes γ* = 2/3 needs the overshoot:
 # settling then waits ~1/(1 − β) ∝ η^{−γ}. Where the motion creeps, T ≈ a η^{−γ} + b η^{2γ−2} and
 # γ* = 2/3 + ln(a/2b)/(3 ln η) + … drifts towards 2/3 only logarithmically in η.
 #
@@ -55,6 +57,8 @@ gammas = np.linspace(0.5, 0.85, 6 if QUICK else 8)
 kappas = np.geomspace(0.02, 4.0, 4 if QUICK else 9)  # sigma = 2 sqrt(kappa) at C = 1
 etas = np.geomspace(1e-2, 1e-5, 3 if QUICK else 7)
 seeds = 24 if QUICK else 48
+curvature = flatter.valley.descent_geometry(toy, start).curvature  # 2: tr = 1 + y^2
+zetas = np.array([flatter.limit.damping_ratio(k, curvature) for k in kappas])
 
 # %% [markdown]
 # ## The predicted map
@@ -76,7 +80,7 @@ for i in range(len(kappas)):
 print(f"predicted grid: {grid.settle.size} points, {grid.model_evaluations} force evaluations")
 for i, k in enumerate(kappas):
     row = ", ".join(f"{e:.0e}: {g:.3f}" for e, g in zip(etas, gamma_star[i], strict=True))
-    print(f"kappa = {k:.3g} (zeta = {1 / (2 * np.sqrt(2 * k)):.2f}): gamma*(eta) = {row}")
+    print(f"kappa = {k:.3g} (zeta = {zetas[i]:.2f}): gamma*(eta) = {row}")
 
 # %% [markdown]
 # ## Simulated points
@@ -116,42 +120,42 @@ simulated = []
 for k, e in sim_points:
     g, band = simulated_gamma_star(k, e, 32 if QUICK else 64)
     i, j = int(np.argmin(np.abs(np.log(kappas / k)))), int(np.argmin(np.abs(np.log(etas / e))))
-    simulated.append((k, e, g, *band))
+    simulated.append((k, e, g, *band, flatter.limit.damping_ratio(k, curvature)))
     print(f"simulated kappa = {k:g}, eta = {e:g}: gamma* = {g:.3f} [{band[0]:.3f}, {band[1]:.3f}]")
 
 # %% [markdown]
 # ## The figure and its data
-# Left: γ* over (κ, η), the cells within 0.05 of 2/3 marked, the critical damping κ = 1/8 dashed,
+# Left: γ* over (ζ, η), the cells within 0.05 of 2/3 marked, the critical damping ζ = 1 dashed,
 # simulated points as circles coloured on the same scale. Right: γ*(η) per κ with the bootstrap band.
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), constrained_layout=True)
 norm = matplotlib.colors.Normalize(0.5, 0.85)
-mesh = axes[0].pcolormesh(kappas, etas, gamma_star.T, norm=norm, cmap="viridis", shading="nearest")
+mesh = axes[0].pcolormesh(zetas, etas, gamma_star.T, norm=norm, cmap="viridis", shading="nearest")
 # The cells within 0.05 of 2/3 marked cell by cell: a contour through a few grid points would draw corners that
 # are the interpolation's, not the predictor's.
 near = np.abs(gamma_star - 2 / 3) <= 0.05
-K2, E2 = np.meshgrid(kappas, etas, indexing="ij")
+K2, E2 = np.meshgrid(zetas, etas, indexing="ij")
 axes[0].scatter(K2[near], E2[near], marker="s", s=260, facecolors="none", edgecolors="w", linewidths=1.5)
 outline = [matplotlib.patheffects.withStroke(linewidth=2.5, foreground="k")]  # white on any colour of the map
-axes[0].axvline(1 / 8, color="w", ls="--", lw=1.2)
-axes[0].text(1 / 8 * 1.05, etas.min() * 1.5, "ζ = 1 (κ = 1/8)", color="w", fontsize=9, path_effects=outline)
-for k, e, g, _lo, _hi in simulated:
-    axes[0].scatter([k], [e], c=[g], norm=norm, cmap="viridis", s=120, edgecolors="r", linewidths=1.5)
+axes[0].axvline(1.0, color="w", ls="--", lw=1.2)
+axes[0].text(1.05, etas.min() * 1.5, "ζ = 1 (κ = 1/8)", color="w", fontsize=9, path_effects=outline)
+for _k, e, g, _lo, _hi, z in simulated:
+    axes[0].scatter([z], [e], c=[g], norm=norm, cmap="viridis", s=120, edgecolors="r", linewidths=1.5)
     axes[0].annotate(
-        f"sim {g:.2f}", (k, e), xytext=(8, 6), textcoords="offset points", color="w", fontsize=9, path_effects=outline
+        f"sim {g:.2f}", (z, e), xytext=(8, 6), textcoords="offset points", color="w", fontsize=9, path_effects=outline
     )
 fig.colorbar(mesh, ax=axes[0], label=r"predicted $\gamma^*$ (white squares: $|\gamma^*-2/3| \leq 0.05$)")
 axes[0].set(
     xscale="log",
     yscale="log",
-    xlabel=r"$\kappa = \sigma^2/(4BC^3)$ (along-valley coupling at $\gamma = 2/3$)",
+    xlabel=r"damping ratio $\zeta = 1/(2\sqrt{\kappa\lambda})$ at $\gamma = 2/3$, $\kappa = \sigma^2/(4BC^3)$",
     ylabel=r"$\eta$",
     title=r"toy valley: $\gamma^*$ from the reduced SDE (circles: simulated)",
 )
 colors = plt.cm.plasma(np.linspace(0, 0.85, len(kappas)))
-for i, k in enumerate(kappas):
-    axes[1].plot(etas, gamma_star[i], "o-", color=colors[i], ms=3, label=rf"$\kappa$ = {k:.2g}")
+for i in range(len(kappas)):
+    axes[1].plot(etas, gamma_star[i], "o-", color=colors[i], ms=3, label=rf"$\zeta$ = {zetas[i]:.2g}")
     axes[1].fill_between(etas, gamma_band[i, :, 0], gamma_band[i, :, 1], color=colors[i], alpha=0.2, lw=0)
 axes[1].axhline(2 / 3, color="k", ls="--", lw=0.8)
 axes[1].set(
@@ -168,15 +172,18 @@ flatter.figures.save_figure(fig, OUT / "regime_map.png", dpi=130)
 np.savez(
     OUT / "regime_map.npz",
     kappas=kappas,
+    zetas=zetas,
+    curvature=curvature,
     etas=etas,
     gammas=gammas,
     gamma_star=gamma_star,
     gamma_star_band=gamma_band,
     predicted_settle=grid.settle.reshape(K.shape),
     simulated=np.array(simulated),
-    simulated_columns=np.array(["kappa", "eta", "gamma_star", "ci_low", "ci_high"]),
+    simulated_columns=np.array(["kappa", "eta", "gamma_star", "ci_low", "ci_high", "zeta"]),
     description=np.array(
-        "toy valley h = 1 + y^2, y0 = 1, settling |y| < 0.1, C = 1, sigma = 2 sqrt(kappa), B = 1; gamma* is the "
+        "toy valley h = 1 + y^2, y0 = 1, settling |y| < 0.1, C = 1, sigma = 2 sqrt(kappa), B = 1, zeta = "
+        "1/(2 sqrt(kappa lambda)) with lambda the curvature of tr along the valley; gamma* is the "
         "vertex of log median T over gammas; predicted by flatter.timescales.predict_grid (reduced SDE)"
     ),
 )

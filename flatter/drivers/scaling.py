@@ -74,7 +74,9 @@ def presets(problem: str, preset: str) -> list[SweepSpec]:
         return specs
     if problem == "teacher-student":
         # Criterion: tr Hess L down to 60% of its value at the phase-1 interpolator (the flow keeps lowering it
-        # slowly, with no sharp end point; the test loss follows it).
+        # slowly, with no sharp end point; the test loss follows it). Read at theta: "trace_hessian@valley" removes
+        # the transverse noise from the reading, but the criterion check (a median rest value) then flags the valley's
+        # own resting tr (1.46 against the threshold 2.04) as a noise floor.
         common = dict(
             problem="teacher-student",
             problem_kwargs={"d_in": 8, "k": 2, "m": 20, "n": 60},

@@ -13,6 +13,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from .._problem import Observable, Params, Problem
 from .._validation import check_key, check_momentum, check_positive, check_positive_int, check_range
 from ..valley._flat import flatten
+from ..valley._on_valley import OnValley
 from ._critical import critical_kappa
 from ._modes import mode_parameters
 
@@ -71,7 +72,8 @@ def reduced_sde(
     fixed :math:`\gamma \le 2/3`). The observables are read at :math:`\theta + x`, where the
     discrete iterate is: with ``fluctuations`` a criterion sees the transverse noise floor
     (:math:`\mathrm{Var}_i \propto \eta/(1-\beta)`, largest at large :math:`\gamma`), as the
-    simulation's does.
+    simulation's does. An observable read on the valley (:func:`flatter.valley.on_valley`, ``"<name>@valley"``)
+    is read at :math:`\theta` itself, the projection of :math:`\theta + x` to the order kept here.
 
     Scheme, per step of ``ds``: the gradient of :math:`\sum_i c_iu_ih_i` by Hellmann–Feynman
     (:math:`\nabla\,\mathrm{tr}(JJ^\top W)/n` with :math:`W = Q\,\mathrm{diag}(c\,u)\,Q^\top` from one
@@ -244,9 +246,15 @@ def paths_function(
                 u = 1.0 + (u - 1.0) * e
             return (theta, vel, u_all.at[n_out - n_modes :].set(u), offset), None
 
-        def observe(theta):
-            params = fp.unravel(theta)
-            return {name: fn(problem, params) for name, fn in names}
+        def observe(point, offset):
+            # At the iterate theta + x; an observable read on the valley at the state's own point of Gamma (its
+            # projection to the order the reduced dynamics keeps), without a Gauss-Newton solve per path.
+            return {
+                name: fn.observable(problem, fp.unravel(point))
+                if isinstance(fn, OnValley)
+                else fn(problem, fp.unravel(point + offset))
+                for name, fn in names
+            }
 
         def save(carry, i):
             before = carry[0]
@@ -254,7 +262,7 @@ def paths_function(
             # substeps > 1: also on the chord of the last step, so a brief excursion between steps is seen
             fractions = jnp.arange(1, substeps + 1) / substeps
             offset = carry[3]
-            return carry, jax.vmap(lambda f: observe(before + f * (carry[0] - before) + offset))(fractions)
+            return carry, jax.vmap(lambda f: observe(before + f * (carry[0] - before), offset))(fractions)
 
         carry = (
             theta0,
@@ -262,7 +270,7 @@ def paths_function(
             jnp.full((n_out,), start_temperature, theta0.dtype),
             jnp.zeros_like(theta0),
         )
-        first = observe(theta0)
+        first = observe(theta0, jnp.zeros_like(theta0))
         if saves is None:
             _, obs = jax.lax.scan(save, carry, jnp.arange(n_saves))
             return {k: jnp.concatenate([jnp.asarray(first[k])[None], obs[k].reshape(-1)]) for k in first}

@@ -13,6 +13,7 @@ import numpy as np
 
 from .._simulate import SAMPLINGS
 from .._validation import check_choice, check_positive_int, check_range
+from ..valley._on_valley import split_on_valley
 
 NOISES = ("gaussian", "flip")
 """Label noise of a sweep: ``gaussian`` (:func:`flatter.label_noise`, scale ``sigmas``) or ``flip``
@@ -57,6 +58,12 @@ class SweepSpec:
     figures of the trajectories and criteria computed afterwards). ``sampling`` is how a step draws
     its minibatch of ``batch_sizes`` (:data:`flatter.SAMPLINGS`; :func:`flatter.draw_batch`): without
     replacement by default, ``"with_replacement"`` for an O(B) draw on networks (the same limit dynamics).
+
+    ``label_noise_mode`` says which labels a full-batch step (``batch_sizes`` None) noises: ``"one"`` (the
+    default) one uniformly drawn label per step, scaled so that the noise is one-sample label-noise SGD's
+    (:math:`B = 1`); ``"all"`` or ``"minibatch"`` every label (:math:`B = n`). A minibatch step noises the
+    labels of its batch (:math:`B` = its size) in every mode. :func:`flatter.transforms.label_noise_batch`
+    is that rule, and the optimizer, the horizons, the predictor and :math:`\\kappa` all read it.
     """
 
     problem: str
@@ -150,11 +157,12 @@ class SweepSpec:
 
     def check_against(self, observables: tuple[str, ...], n: int) -> None:
         """Raise unless the observable exists and the batch sizes fit a problem with these facts."""
-        if self.observable not in observables:
+        if split_on_valley(self.observable)[0] not in observables:
             raise ValueError(
-                f"observable must be one of the problem's observables {list(observables)}, got {self.observable!r}"
+                f"observable must be one of the problem's observables {list(observables)} (or one of them read "
+                f"on the valley, '<name>@valley'), got {self.observable!r}"
             )
-        unknown = [c for c in self.curves if c not in observables]
+        unknown = [c for c in self.curves if split_on_valley(c)[0] not in observables]
         if unknown:
             raise ValueError(f"curves must be observables of the problem {list(observables)}, got {unknown}")
         for b in self.batch_sizes:

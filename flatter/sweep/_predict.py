@@ -15,13 +15,15 @@ import numpy as np
 from .._io import save_json
 from .._validation import check_positive_int
 from ..limit import coupling_at_two_thirds
+from ..limit._regime import damping_ratio
 from ..timescales import predict_grid
 from ..transforms import label_noise_batch
+from ..valley._descent_curvature import descent_geometry
 from ._fit import optimal_gamma
 from ._grid import SweepSpec, start_digest
 from ._run import prepare, resolved_threshold
 
-PREDICTOR_VERSION = 2
+PREDICTOR_VERSION = 3
 """Bumped when the predictor's numbers change, so stored predictions of an older one are recomputed."""
 
 FLOOR_MARGIN = 0.5
@@ -42,7 +44,9 @@ class PredictedScaling(NamedTuple):
     without overshooting, the overdamped side of the regime map, where no penalty above 2/3 is expected
     at finite eta). ``floor[g, i]``: the criterion's observable where the predicted paths rest at the end of
     their horizon, the median over the paths that settled (NaN where none did): the noise floor that
-    :meth:`floor_problems` compares with ``threshold``.
+    :meth:`floor_problems` compares with ``threshold``. ``curvature``: :math:`\\lambda`, the curvature of
+    :math:`\\mathrm{tr}\nabla^2L` along the valley at the start in the drift's direction
+    (:func:`flatter.valley.descent_geometry`), so that :attr:`zeta` is the regime number.
     """
 
     gammas: tuple[float, ...]
@@ -58,6 +62,15 @@ class PredictedScaling(NamedTuple):
     floor: np.ndarray | None = None
     threshold: float | None = None
     below: bool = True
+    curvature: float | None = None
+
+    @property
+    def zeta(self) -> float | None:
+        r"""The damping ratio :math:`1/(2\sqrt{\kappa\lambda})` at gamma = 2/3 (:func:`flatter.limit.damping_ratio`;
+        below 1: underdamped), None without the curvature."""
+        if self.curvature is None:
+            return None
+        return damping_ratio(self.kappa, self.curvature)
 
     def floor_problems(self, margin: float = FLOOR_MARGIN, etas=None) -> list[tuple[float, float, float]]:
         """The grid points ``(gamma, eta, floor)`` whose noise floor comes within ``margin`` of the threshold.
@@ -126,6 +139,7 @@ class PredictedScaling(NamedTuple):
             else np.array([[np.nan if v is None else v for v in row] for row in record["floor"]], float),
             threshold=record.get("threshold"),
             below=bool(record.get("below", True)),
+            curvature=record.get("curvature_two_thirds"),
         )
 
     def summary(self) -> dict:
@@ -144,6 +158,8 @@ class PredictedScaling(NamedTuple):
             "floor": None if self.floor is None else np.where(np.isfinite(self.floor), self.floor, None).tolist(),
             "threshold": self.threshold,
             "below": self.below,
+            "curvature_two_thirds": self.curvature,
+            "zeta_two_thirds": self.zeta,
         }
 
 
@@ -258,4 +274,5 @@ def _predict(spec, problem, params0, extra_decades, seeds, resolution, progress,
         floor=floor,
         threshold=float(threshold),
         below=spec.below,
+        curvature=descent_geometry(problem, params0).curvature,
     )

@@ -48,7 +48,7 @@ def _segment(problem: Problem, params_like: Params, theta, dt, *, observable: st
     the speed), so the first segment sizes the integration without a compile of its own.
     """
     _, fp = flatten(problem, params_like)
-    fn = dict(problem.observables)[observable]
+    ((_, fn),) = problem.resolve_observables([observable])
     # The label-noise flow at sigma^2/(4B) = 1, its projections solved on the Gram matrix (cheap; it only sizes)
     drift = label_noise_flow(problem, sigma=2.0, batch_size=1, projector="gram").drift
     speed = jnp.linalg.norm(drift(fp, theta))

@@ -120,25 +120,35 @@ class GammaStar:
         return {**self.fit.summary(self.etas), "gammas": list(self.gammas), "at_edge": self.at_edge}
 
 
-def regime_text(kappa: float | None, overshoot: float | None) -> str:
-    """Which side of the regime map a run is on, from its predicted overshoot at gamma = 2/3 (theory/regime_map.py)."""
+def regime_text(kappa: float | None, overshoot: float | None, zeta: float | None = None) -> str:
+    """Which side of the regime map a run is on at gamma = 2/3 (theory/regime_map.py).
+
+    The side is read off the damping ratio ``zeta`` (:func:`flatter.limit.damping_ratio`, critical at 1) when it is
+    given, else off the predicted overshoot T_settle/T_first (above 1.05: underdamped).
+    """
     shown = "n/a" if kappa is None else f"{kappa:.3g}"
-    if overshoot is not None and np.isfinite(overshoot) and overshoot > 1.05:
+    ratio = f"predicted T_settle/T_first = {overshoot:.2f}" if overshoot is not None else "no prediction"
+    if zeta is not None:
+        under = zeta < 1.0
+        number = f"damping ratio zeta = {zeta:.3g}, critical 1; kappa = {shown}; {ratio}"
+    else:
+        under = overshoot is not None and np.isfinite(overshoot) and overshoot > 1.05
+        number = f"kappa = {shown}; {ratio}"
+    if under:
         return (
-            f"underdamped along the valley at gamma = 2/3 (kappa = {shown}; predicted T_settle/T_first = "
-            f"{overshoot:.2f}): the overshoot that penalizes gamma > 2/3 is there"
+            f"underdamped along the valley at gamma = 2/3 ({number}): the overshoot that penalizes gamma > 2/3 is there"
         )
     return (
-        f"overdamped along the valley at gamma = 2/3 (kappa = {shown}; predicted T_settle/T_first = "
-        f"{overshoot:.2f}): no overshoot, so no penalty above 2/3 from the valley dynamics; gamma* -> 2/3 only "
-        "logarithmically in eta"
+        f"overdamped along the valley at gamma = 2/3 ({number}): no overshoot, so no penalty above 2/3 from the "
+        "valley dynamics; gamma* -> 2/3 only logarithmically in eta"
     )
 
 
-def regime_label(kappa: float | None, overshoot: float | None) -> str:
-    """:func:`regime_text` in a few words: the side of the regime map and kappa."""
+def regime_label(kappa: float | None, overshoot: float | None, zeta: float | None = None) -> str:
+    """:func:`regime_text` in a few words: the side of the regime map, zeta and kappa."""
     shown = "n/a" if kappa is None else f"{kappa:.3g}"
-    return regime_text(kappa, overshoot).split(" at gamma = 2/3 (")[0] + f" (kappa = {shown})"
+    numbers = f"kappa = {shown}" if zeta is None else f"zeta = {zeta:.3g}, kappa = {shown}"
+    return regime_text(kappa, overshoot, zeta).split(" at gamma = 2/3 (")[0] + f" ({numbers})"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,7 +186,7 @@ class ScalingSummary:
         """The regime text of the prediction (None without one)."""
         if self.predicted is None:
             return None
-        return regime_text(self.predicted.kappa, self.predicted.overshoot)
+        return regime_text(self.predicted.kappa, self.predicted.overshoot, self.predicted.zeta)
 
     def headline(self) -> str | None:
         """The job's result in one line: the measured gamma* at the smallest eta with its 95% interval, the
@@ -211,7 +221,7 @@ class ScalingSummary:
             parts.append(f"predicted {text} [{a:.2f}, {b:.2f}]" + (" (at the grid's edge, a bound)" if edge else ""))
         parts.append("paper 2/3 (as eta -> 0)")
         if pred is not None:
-            parts.append("regime: " + regime_label(pred.kappa, pred.overshoot))
+            parts.append("regime: " + regime_label(pred.kappa, pred.overshoot, pred.zeta))
         return "headline: " + "; ".join(parts)
 
     def floor_problems(self, smallest_eta: bool = False) -> list[tuple[float, float, float]]:

@@ -1,6 +1,12 @@
 """The valley of minimizers Γ = {θ : r(θ) = 0} of a Problem: projection, tangent space, curvature."""
 
+from ._descent_curvature import DescentGeometry as DescentGeometry, descent_geometry as descent_geometry
 from ._flat import FlatProblem as FlatProblem, flatten as flatten
+from ._on_valley import (
+    DENSE_PROJECTION_LIMIT as DENSE_PROJECTION_LIMIT,
+    ON_VALLEY_SUFFIX as ON_VALLEY_SUFFIX,
+    on_valley as on_valley,
+)
 from ._projection import (
     GAUSS_NEWTON_SOLVERS as GAUSS_NEWTON_SOLVERS,
     ValleyError as ValleyError,
@@ -25,6 +31,11 @@ from ._tangent import (
 __all__ = [
     "FlatProblem",
     "flatten",
+    "DescentGeometry",
+    "descent_geometry",
+    "DENSE_PROJECTION_LIMIT",
+    "ON_VALLEY_SUFFIX",
+    "on_valley",
     "GAUSS_NEWTON_SOLVERS",
     "ValleyError",
     "gauss_newton_step",
