@@ -37,7 +37,7 @@ def test_toy_valley_reproduces_theory_row(tmp_path):
     assert abs(pred.gamma_star[i] - gs.gamma) <= 0.04
     assert not pred.floor_problems(etas=summary.gamma_star.etas)  # the criterion is clear of the noise floor
     assert "regime: underdamped" in summary.headline() and "paper 2/3" in summary.headline()
-    assert "zeta = 0.707" in summary.headline()  # 1/(2 sqrt(kappa lambda)): kappa = 1/4, lambda = 2 on the toy
+    assert "zeta at the start = 0.707" in summary.headline()  # 1/(2 sqrt(kappa lambda)): kappa = 1/4, lambda = 2
     # SGD at the same eta never gets there within the SGDM horizons: censored and reported, never dropped.
     assert summary.censored["sgd-same-eta"] > 0 and "3 censored" in summary.table()
 

@@ -123,17 +123,19 @@ class GammaStar:
 def regime_text(kappa: float | None, overshoot: float | None, zeta: float | None = None) -> str:
     """Which side of the regime map a run is on at gamma = 2/3 (theory/regime_map.py).
 
-    The side is read off the damping ratio ``zeta`` (:func:`flatter.limit.damping_ratio`, critical at 1) when it is
-    given, else off the predicted overshoot T_settle/T_first (above 1.05: underdamped).
+    The side is read off the predicted overshoot T_settle/T_first (above 1.05: underdamped), the dynamics to the
+    end; ``zeta`` (:func:`flatter.limit.damping_ratio` from the valley's curvature at the start, critical at 1) is
+    printed beside it, and where the two disagree the text says so: the curvature of tr at the start does not hold
+    along the way (matrix sensing: zeta = 0.7 at the start, no overshoot predicted).
     """
     shown = "n/a" if kappa is None else f"{kappa:.3g}"
     ratio = f"predicted T_settle/T_first = {overshoot:.2f}" if overshoot is not None else "no prediction"
+    under = overshoot is not None and np.isfinite(overshoot) and overshoot > 1.05
+    number = f"kappa = {shown}; {ratio}"
     if zeta is not None:
-        under = zeta < 1.0
-        number = f"damping ratio zeta = {zeta:.3g}, critical 1; kappa = {shown}; {ratio}"
-    else:
-        under = overshoot is not None and np.isfinite(overshoot) and overshoot > 1.05
-        number = f"kappa = {shown}; {ratio}"
+        number = f"damping ratio at the start zeta = {zeta:.3g}, critical 1; " + number
+        if (zeta < 1.0) != under:
+            number += "; the start's zeta says otherwise: tr's curvature there does not hold along the way"
     if under:
         return (
             f"underdamped along the valley at gamma = 2/3 ({number}): the overshoot that penalizes gamma > 2/3 is there"
@@ -145,9 +147,9 @@ def regime_text(kappa: float | None, overshoot: float | None, zeta: float | None
 
 
 def regime_label(kappa: float | None, overshoot: float | None, zeta: float | None = None) -> str:
-    """:func:`regime_text` in a few words: the side of the regime map, zeta and kappa."""
+    """:func:`regime_text` in a few words: the side of the regime map, zeta at the start and kappa."""
     shown = "n/a" if kappa is None else f"{kappa:.3g}"
-    numbers = f"kappa = {shown}" if zeta is None else f"zeta = {zeta:.3g}, kappa = {shown}"
+    numbers = f"kappa = {shown}" if zeta is None else f"zeta at the start = {zeta:.3g}, kappa = {shown}"
     return regime_text(kappa, overshoot, zeta).split(" at gamma = 2/3 (")[0] + f" ({numbers})"
 
 
