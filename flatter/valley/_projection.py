@@ -52,8 +52,9 @@ def gauss_newton_step(
     Examples:
       >>> import jax.numpy as jnp, flatter
       >>> theta, fp = flatter.valley.flatten(flatter.problems.toy_valley(), jnp.array([0.3, 1.0]))
-      >>> print(flatter.valley.gauss_newton_step(fp, theta))  # f = sqrt(1 + y^2) x is linear in x
-      [0. 1.]
+      >>> step = flatter.valley.gauss_newton_step(fp, theta)  # moves along J = grad f, so y moves too
+      >>> print(f"{float(step[0]):.4f} {float(step[1]):.3f}")  # loss 0.09 -> 4e-5: quadratic convergence
+      0.0066 0.956
     """
     r = flat_problem.residual(theta)
     if solver == "lsmr":
