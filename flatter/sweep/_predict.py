@@ -45,7 +45,7 @@ class PredictedScaling(NamedTuple):
     at finite eta). ``floor[g, i]``: the criterion's observable where the predicted paths rest at the end of
     their horizon, the median over the paths that settled (NaN where none did): the noise floor that
     :meth:`floor_problems` compares with ``threshold``. ``curvature``: :math:`\\lambda`, the curvature of
-    :math:`\\mathrm{tr}\nabla^2L` along the valley at the start in the drift's direction
+    :math:`\\mathrm{tr}\\nabla^2L` along the valley at the start in the drift's direction
     (:func:`flatter.valley.descent_geometry`), so that :attr:`zeta` is the regime number.
     """
 
