@@ -117,6 +117,12 @@ FIGURES = (
         last_lines=40,
     ),
     Figure(
+        "cifar10-resnet18-smoke",
+        "The cifar10 driver end to end with ResNet-18 (the suite runs it on a 3-layer MLP)",
+        f"{PYTHON} benchmarks/cifar_smoke.py",
+        last_lines=20,
+    ),
+    Figure(
         "suite",
         "The test suite (the README's second command, without the install)",
         f"{PYTHON} -m pytest -q --durations=15",

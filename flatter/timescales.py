@@ -206,7 +206,9 @@ class StepsGrid(NamedTuple):
     ``model_evaluations`` (without the padding); ``stable``: :math:`\eta h_\max < 2(1+\beta)` (where
     False nothing is integrated and the steps are ``inf``); ``end_values``: every path's observable at the
     end of its horizon, ``(points, seeds)`` (NaN where unstable): where the criterion's observable rests
-    once the motion along the valley has settled, its noise floor.
+    once the motion along the valley has settled, its noise floor. ``unresolved``: paths that came back
+    non-finite even at the finest step (``resolution * 2**MAX_REFINE`` per horizon): the steps are ``inf`` and
+    ``censored`` is set, but no horizon is to blame.
     """
 
     first: np.ndarray
@@ -219,6 +221,7 @@ class StepsGrid(NamedTuple):
     method: str
     point_evaluations: np.ndarray
     end_values: np.ndarray | None = None
+    unresolved: np.ndarray | None = None
 
 
 def predict_grid(
@@ -252,8 +255,11 @@ def predict_grid(
     :math:`ds \le 0.3(1+\omega)/\omega^2`)
     over a horizon in :math:`s = (1-\beta)k` that starts at
     :math:`\max(4\tau_2(1-\beta), 12)` and doubles (for the points that need it) until at least
-    three quarters of its paths have settled. Steps are :math:`k = s/(1-\beta)`. Model evaluations
-    count force evaluations (two per integration step) times paths times points integrated. With
+    three quarters of its paths have settled. A point whose paths come back non-finite (a step too coarse for the
+    stiffest direction of :math:`\kappa\,\mathrm{Hess}_\Gamma\mathrm{tr}`, which :math:`\omega` can underestimate
+    many times over) is integrated again with twice the steps over the same horizon, and marked ``unresolved`` if
+    the finest step (``resolution * 2**MAX_REFINE``) still fails. Steps are :math:`k = s/(1-\beta)`. Model
+    evaluations count force evaluations (two per integration step) times paths times points integrated. With
     ``progress`` a tqdm bar counts the points whose prediction is final.
 
     Examples:
@@ -294,6 +300,13 @@ def predict_grid(
     settle, settle_cens = np.full(shape, np.inf), np.ones(shape, bool)
     end_values = np.full(shape, np.nan)
     todo = stable.copy()
+    # A point whose paths come back non-finite was integrated with too coarse a step (the along-valley stiffness
+    # exceeds the estimate omega, e.g. where Hess_Gamma tr is far from isotropic): it is integrated again with
+    # twice the steps over the same horizon, without spending a horizon doubling, up to MAX_REFINE; past that it
+    # keeps its last finite horizon's result (censored there), or is `unresolved` if it has none.
+    extra = np.zeros(eta.size, int)
+    doublings = np.zeros(eta.size, int)
+    unresolved, integrated, blown = (np.zeros(eta.size, bool) for _ in range(3))
     evaluations, point_evaluations = 0, np.zeros(eta.size, int)
     # Points per call. On CPU one: a point's paths are vmapped, and a padded lane costs a whole point's steps
     # (a lone point that needs 2^6 times the steps is common). On an accelerator a quarter of the grid (a power
@@ -305,14 +318,14 @@ def predict_grid(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=eta.size, unit="point", desc="predict (reduced SDE)", initial=int((~todo).sum()))
-    for attempt in range(max_doublings + 1):
-        if not todo.any():
-            break
+    attempt = 0
+    while todo.any():
         if bar is not None:
-            bar.set_postfix(horizon_doublings=attempt)
-        refine = np.clip(np.ceil(np.log2(np.maximum(horizon * rate / (0.3 * resolution), 1.0))), 0, MAX_REFINE)
-        refine = refine.astype(int)
+            bar.set_postfix(horizon_doublings=int(doublings[todo].max()))
+        needed = np.ceil(np.log2(np.maximum(horizon * rate / (0.3 * resolution), 1.0))) + extra
+        refine = np.clip(needed, 0, MAX_REFINE).astype(int)
         keys = jax.random.split(jax.random.fold_in(key, attempt), eta.size)
+        attempt += 1
         for j in np.unique(refine[todo]):
             steps = resolution << int(j)
             ds = horizon / steps
@@ -324,16 +337,27 @@ def predict_grid(
                 hyper = reduced_hyperparameters(eta[padded], beta[padded], sigma[padded], batch_size, ds[padded])
                 out = run(problem, params0, keys[padded], hyper, threshold, np.int32(steps))
                 f, fc, st, sc, ends = (np.asarray(v)[: index.size] for v in out)
-                end_values[index] = ends
                 evaluations += 2 * steps * seeds * padded.size  # two force evaluations per step (Heun)
                 point_evaluations[index] += 2 * steps * seeds
+                # A point with a non-finite path keeps what its last finite integration found (a shorter horizon).
+                finite = np.isfinite(ends).all(axis=1)
+                blown[index] = ~finite
+                index, f, fc, st, sc, ends = (v[finite] for v in (index, f, fc, st, sc, ends))
+                integrated[index] = True
+                end_values[index] = ends
                 # times come back in criterion records: to optimizer steps k = s / (1 - beta)
                 to_steps = (ds[index] / CRITERION_SUBSTEPS / a[index])[:, None]
                 first[index], first_cens[index] = f * to_steps, fc
                 settle[index], settle_cens[index] = st * to_steps, sc
         done_before = int((~todo).sum())
-        todo = todo & (settle_cens.mean(axis=1) > 0.25)
-        horizon = np.where(todo, 2 * horizon, horizon)
+        refinable = blown & (refine < MAX_REFINE)
+        unresolved |= blown & ~refinable & ~integrated  # no finer step left and nothing finite: said so
+        extra = np.where(blown, extra + 1, extra)
+        longer = todo & ~blown & (settle_cens.mean(axis=1) > 0.25) & (doublings < max_doublings)
+        todo = longer | (todo & refinable)
+        blown[:] = False
+        horizon = np.where(longer, 2 * horizon, horizon)
+        doublings = np.where(longer, doublings + 1, doublings)
         if bar is not None:
             bar.update(int((~todo).sum()) - done_before)
     if bar is not None:
@@ -343,9 +367,9 @@ def predict_grid(
     settle_samples = np.where(settle_cens, np.inf, settle)
     with np.errstate(invalid="ignore"):
         return StepsGrid(
-            first=np.where(stable, np.median(first, axis=1), np.inf),
-            settle=np.where(stable, np.median(settle, axis=1), np.inf),
-            censored=~stable | (settle_cens.mean(axis=1) > 0.5),
+            first=np.where(stable & ~unresolved, np.median(first, axis=1), np.inf),
+            settle=np.where(stable & ~unresolved, np.median(settle, axis=1), np.inf),
+            censored=~stable | unresolved | (settle_cens.mean(axis=1) > 0.5),
             stable=stable,
             first_samples=first_samples,
             settle_samples=settle_samples,
@@ -353,10 +377,11 @@ def predict_grid(
             method=method,
             point_evaluations=point_evaluations,
             end_values=end_values,
+            unresolved=unresolved,
         )
 
 
-MAX_REFINE = 6
+MAX_REFINE = 8
 """At most ``resolution * 2**MAX_REFINE`` integration steps per point and horizon in :func:`predict_grid`."""
 GRID_BLOCK = 64
 """At most this many points per compiled call of :func:`predict_grid` on an accelerator (a quarter of the grid,
