@@ -117,6 +117,12 @@ FIGURES = (
         last_lines=40,
     ),
     Figure(
+        "network-valley",
+        "The valley of a network, matrix-free: interpolate and project on MLP-6 with 500 Fashion-MNIST images",
+        f"{PYTHON} benchmarks/network_valley.py",
+        last_lines=6,
+    ),
+    Figure(
         "cifar10-resnet18-smoke",
         "The cifar10 driver end to end with ResNet-18 (the suite runs it on a 3-layer MLP)",
         f"{PYTHON} benchmarks/cifar_smoke.py",

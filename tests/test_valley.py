@@ -139,3 +139,65 @@ def test_the_descent_curvature_is_the_riemannian_hessian_on_a_curved_valley():
         tangent = jnp.array([-np.sin(phi), np.cos(phi)])
         euclidean = tangent @ jax.hessian(lambda t: problem.gauss_newton_trace(t))(theta) @ tangent
         assert abs(float(euclidean) - geometry.curvature) > 0.1 * abs(geometry.curvature)
+
+
+def small_network(width=96):
+    """An MLP (depth 3) on 40 examples of 64 features with one-hot targets, as a user builds it."""
+    from flax import nnx
+
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(40, 64)), jnp.float32)
+    y = jax.nn.one_hot(np.arange(40) % 10, 10)
+    return flatter.Problem.from_flax(flatter.models.MLP(64, 10, width=width, depth=3, rngs=nnx.Rngs(0)), x, y)
+
+
+def test_a_networks_riemannian_trace_gradient_is_computed_without_its_jacobian_and_equals_the_dense_one(
+    monkeypatch,
+):
+    """Above DENSE_PROJECTION_LIMIT the gradient of tr(J^T J)/n is summed over chunks of examples (here 3 chunks of
+    16 examples, the last padded) and projected by LSMR; below it, by the whole Jacobian and the pseudo-inverse.
+    The two agree on the fitted MLP, and the result is tangent (J g = 0)."""
+    problem, params = small_network()
+    params, _ = flatter.interpolate(problem, params, tol=1e-7)
+    theta, fp = valley.flatten(problem, params)
+    monkeypatch.setattr(valley._tangent, "TRACE_CHUNK_ENTRIES", 16 * 10 * theta.size)
+    chunked = valley.gauss_newton_trace_gradient_flat(problem, fp, theta)
+    dense = jax.grad(lambda t: problem.gauss_newton_trace(fp.unravel(t)))(theta)
+    np.testing.assert_allclose(chunked, dense, rtol=2e-3, atol=1e-5 * float(jnp.max(jnp.abs(dense))))
+    free = valley.riemannian_gradient_trace(problem, params)  # chunks and LSMR, chosen by size
+    jac = jax.jacrev(fp.residual)(theta)
+    exact = dense - jnp.linalg.lstsq(jac, jac @ dense)[0]  # the dense minimum-norm solve, not LSMR
+    assert float(jnp.linalg.norm(free - exact)) < 1e-3 * float(jnp.linalg.norm(exact))
+    assert float(jnp.linalg.norm(jax.jvp(fp.residual, (theta,), (free,))[1])) < 1e-4 * float(jnp.linalg.norm(free))
+    assert float(jnp.linalg.norm(exact)) > 0.1 * float(jnp.linalg.norm(dense))  # the projection does something
+
+
+def test_a_network_is_interpolated_matrix_free_to_the_point_the_dense_solve_reaches():
+    """An MLP (depth 3, width 96: 16,522 parameters) on 40 examples with one-hot targets: its 400 x 16,522 Jacobian
+    is above DENSE_PROJECTION_LIMIT, so interpolate chooses LSMR (JVPs and VJPs only) and reports it. Every step is
+    the minimum-norm Gauss-Newton step the dense solve takes, so both reach the same point of the valley."""
+    problem, params = small_network()
+    p = sum(leaf.size for leaf in jax.tree_util.tree_leaves(params))
+    assert (
+        valley.choose_solver(problem.targets.size, p) == "lsmr"
+        and problem.targets.size * p > valley.DENSE_PROJECTION_LIMIT
+    )
+    free, info = flatter.interpolate(problem, params, tol=1e-7)
+    assert info.solver == "lsmr" and info.converged and info.solver_iterations > info.steps
+    assert info.residual_norm == pytest.approx(float(jnp.sqrt(2 * problem.num_examples * info.loss)), rel=1e-3)
+    dense, dense_info = flatter.interpolate(problem, params, tol=1e-7, solver="lstsq")
+    assert dense_info.solver == "lstsq" and dense_info.solver_iterations == 0
+    a, b = (jax.flatten_util.ravel_pytree(q)[0] for q in (free, dense))
+    moved = float(jnp.linalg.norm(b - jax.flatten_util.ravel_pytree(params)[0]))
+    assert moved > 0.1 and float(jnp.linalg.norm(a - b)) < 1e-3 * moved
+
+
+def test_a_dense_jacobian_past_the_memory_limit_is_refused_naming_the_matrix_free_solver(monkeypatch):
+    problem = flatter.problems.matrix_sensing(6, 1, 20, key=jax.random.key(0))
+    monkeypatch.setattr(flatter.valley._projection, "DENSE_MEMORY_LIMIT", 1000)  # 20 x 36 float32 is 2,880 bytes
+    with pytest.raises(ValueError, match=r"dense 20 x 36 Jacobian .* use solver='lsmr'"):
+        flatter.interpolate(problem, problem.init_params(jax.random.key(1)), solver="lstsq")
+    with pytest.raises(ValueError, match="solver='lsmr'"):
+        valley.project(problem, problem.init_params(jax.random.key(1)), method="dense", max_loss=None)
+    params, info = flatter.interpolate(problem, problem.init_params(jax.random.key(1)), solver="lsmr")
+    assert info.converged  # the matrix-free solver needs no dense Jacobian

@@ -10,15 +10,11 @@ from jaxtyping import Scalar
 from .._problem import Params, Problem
 from .._validation import check_positive_int
 from ._flat import flatten
-from ._projection import GAUSS_NEWTON_SOLVERS, gauss_newton_steps
+from ._projection import GAUSS_NEWTON_SOLVERS, choose_solver, gauss_newton_steps
 
 ON_VALLEY_SUFFIX = "@valley"
 """An observable's name with this suffix (``"trace_hessian@valley"``) is that observable read on the valley
 (:func:`on_valley`): every name a sweep, :func:`flatter.simulate`, the predictor or the CLI takes accepts it."""
-
-DENSE_PROJECTION_LIMIT = 4_000_000
-"""The most Jacobian entries (outputs x parameters) :func:`on_valley` forms for its dense steps; above it the
-steps are matrix-free (lineax's LSMR: JVPs and VJPs only)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,8 +33,7 @@ class OnValley:
                 f"has loss={problem.loss_kind!r}"
             )
         theta, flat_problem = flatten(problem, params)
-        entries = problem.targets.size * theta.size
-        chosen = self.solver or ("lstsq" if entries <= DENSE_PROJECTION_LIMIT else "lsmr")
+        chosen = self.solver or choose_solver(problem.targets.size, theta.size)
         projected = gauss_newton_steps(flat_problem, theta, self.iterations, solver=chosen)
         return self.observable(problem, flat_problem.unravel(projected))
 

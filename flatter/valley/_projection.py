@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 import jax
 import jax.numpy as jnp
 import lineax as lx
-from jaxtyping import Array, Float
+from jaxtyping import Array, Float, Int
 
 from .._precision import full_precision
 from .._problem import Params, Problem
@@ -24,6 +25,39 @@ r"""How :func:`gauss_newton_step` solves for the minimum-norm step :math:`J^+r`:
 on the :math:`N\times p` Jacobian, through its SVD), ``"gram"`` (:func:`gram_solve`: Cholesky on the
 :math:`N\times N` Gram matrix :math:`JJ^\top`, about 4x cheaper, the squared condition number) or ``"lsmr"``
 (lineax's LSMR with JVPs and VJPs only: no matrix is formed)."""
+
+
+DENSE_PROJECTION_LIMIT = 4_000_000
+"""The most Jacobian entries (outputs x parameters) a Gauss-Newton step forms when its solver is chosen by size
+(:func:`choose_solver`); above it the step is matrix-free (lineax's LSMR: JVPs and VJPs only, memory O(N + p))."""
+
+DENSE_MEMORY_LIMIT = 2 * 1024**3
+"""The most bytes of a dense Jacobian a step asked for by name (``solver="lstsq"`` or ``"gram"``) may take; past it
+the call is refused with the matrix-free option named (a network's N x p Jacobian is tens of GB)."""
+
+
+def choose_solver(num_outputs: int, num_params: int) -> str:
+    """The Gauss-Newton solver for a Jacobian of ``num_outputs x num_params``: ``"lstsq"`` (dense, exact to
+    rounding) up to :data:`DENSE_PROJECTION_LIMIT` entries, ``"lsmr"`` (matrix-free) above.
+
+    Examples:
+      >>> import flatter
+      >>> flatter.valley.choose_solver(100, 400), flatter.valley.choose_solver(5000, 167_818)  # MLP-6, 500 images
+      ('lstsq', 'lsmr')
+    """
+    return "lstsq" if num_outputs * num_params <= DENSE_PROJECTION_LIMIT else "lsmr"
+
+
+def check_dense_jacobian(num_outputs: int, num_params: int, itemsize: int, what: str) -> None:
+    """Refuse a dense ``num_outputs x num_params`` Jacobian above :data:`DENSE_MEMORY_LIMIT`, naming the
+    matrix-free option, instead of an out-of-memory error from inside XLA."""
+    size = num_outputs * num_params * itemsize
+    if size > DENSE_MEMORY_LIMIT:
+        raise ValueError(
+            f"{what} would form a dense {num_outputs} x {num_params} Jacobian ({size / 1024**3:.1f} GiB > "
+            f"{DENSE_MEMORY_LIMIT / 1024**3:.0f} GiB): use solver='lsmr' (matrix-free: JVPs and VJPs only), or "
+            "leave the solver to be chosen by size"
+        )
 
 
 def gram_solve(jac: Float[Array, "N p"], rhs: Float[Array, " N"]) -> Float[Array, " N"]:
@@ -56,18 +90,37 @@ def gauss_newton_step(
       >>> print(f"{float(step[0]):.4f} {float(step[1]):.3f}")  # loss 0.09 -> 4e-5: quadratic convergence
       0.0066 0.956
     """
+    return theta - gauss_newton_delta(flat_problem, theta, solver)[0]
+
+
+def lsmr_minimum_norm(
+    fn: Callable[[Float[Array, " p"]], Float[Array, " N"]], theta: Float[Array, " p"], rhs: Float[Array, " N"]
+) -> tuple[Float[Array, " p"], Int[Array, ""]]:
+    r"""The minimum-norm solution :math:`\delta = J^+\,\mathrm{rhs}` of :math:`J\delta = \mathrm{rhs}`,
+    :math:`J = \partial fn(\theta)`, by lineax's LSMR from JVPs and VJPs (no matrix is formed), and its
+    iteration count."""
+    # lineax's LSMR mixes a float64 scalar into its state when x64 is on: a float32 model (a flax network's
+    # default) is then solved in float64 vectors around its own float32 evaluations.
+    wide = jnp.promote_types(theta.dtype, jnp.result_type(float))
+    op = lx.JacobianLinearOperator(lambda t, _: fn(t.astype(theta.dtype)).astype(wide), theta.astype(wide))
+    solution = lx.linear_solve(op, rhs.astype(wide), lx.LSMR(rtol=1e-12, atol=1e-12), throw=False)
+    return solution.value.astype(theta.dtype), jnp.asarray(solution.stats["num_steps"], jnp.int32)
+
+
+def gauss_newton_delta(
+    flat_problem: FlatProblem, theta: Float[Array, " p"], solver: str
+) -> tuple[Float[Array, " p"], Int[Array, ""]]:
+    r"""The minimum-norm step :math:`J^+r(\theta)` of :func:`gauss_newton_step` and the iterations its solve took
+    (LSMR's; 0 for a dense solve)."""
     r = flat_problem.residual(theta)
     if solver == "lsmr":
-        op = lx.JacobianLinearOperator(lambda t, _: flat_problem.residual(t), theta)
-        delta = lx.linear_solve(op, r, lx.LSMR(rtol=1e-12, atol=1e-12), throw=False).value
-    elif solver == "gram":
-        jac = jax.jacfwd(flat_problem.residual)(theta)
-        delta = jac.T @ gram_solve(jac, r)
-    elif solver == "lstsq":
-        delta = jnp.linalg.lstsq(jax.jacfwd(flat_problem.residual)(theta), r)[0]
-    else:
+        return lsmr_minimum_norm(flat_problem.residual, theta, r)
+    if solver not in GAUSS_NEWTON_SOLVERS:
         raise ValueError(f"solver must be one of {', '.join(map(repr, GAUSS_NEWTON_SOLVERS))}, got {solver!r}")
-    return theta - delta
+    check_dense_jacobian(r.size, theta.size, theta.dtype.itemsize, f"gauss_newton_step(solver={solver!r})")
+    jac = jax.jacfwd(flat_problem.residual)(theta)
+    delta = jac.T @ gram_solve(jac, r) if solver == "gram" else jnp.linalg.lstsq(jac, r)[0]
+    return delta.astype(theta.dtype), jnp.asarray(0, jnp.int32)  # float64 targets do not widen the parameters
 
 
 def gauss_newton_steps(
@@ -97,15 +150,16 @@ def project(
     *,
     tol: float | None = None,
     max_steps: int = 50,
-    method: str = "dense",
+    method: str = "auto",
     max_loss: float | None = 1.0,
 ) -> Params:
     r"""The point of :math:`\Gamma` reached from ``params`` by minimum-norm Gauss-Newton.
 
     Iterates :math:`\theta \leftarrow \theta - J^+ r(\theta)` with the minimum-norm least-squares
     step, dense (``method="dense"``) or matrix-free with lineax's LSMR (``"matrix_free"``, JVPs and
-    VJPs only), until :math:`\|r\| \le` ``tol`` (default: 100 ulp of the dtype times
-    :math:`\sqrt{N}` times the scale of the targets). Each step moves orthogonally to the current
+    VJPs only; ``"auto"``, the default, by the Jacobian's size: :func:`choose_solver`), until
+    :math:`\|r\| \le` ``tol`` (default: 100 ulp of the dtype times :math:`\sqrt{N}` times the scale of
+    the targets). Each step moves orthogonally to the current
     level set, so the limit is, to first order in the distance, the orthogonal projection
     :math:`\Phi(\theta)` of :math:`\theta` onto :math:`\Gamma`.
 
@@ -119,9 +173,13 @@ def project(
       >>> print(flatter.valley.project(problem, jnp.array([0.3, 1.0])))
       [0. 1.]
     """
-    check_choice("method", method, ("dense", "matrix_free"))
+    check_choice("method", method, ("auto", "dense", "matrix_free"))
     problem.check_params(params)
     theta0, fp = flatten(problem, params)
+    if method == "auto":
+        method = "dense" if choose_solver(problem.targets.size, theta0.size) == "lstsq" else "matrix_free"
+    if method == "dense":
+        check_dense_jacobian(problem.targets.size, theta0.size, theta0.dtype.itemsize, "project(method='dense')")
     if tol is None:
         scale = max(1.0, float(jnp.max(jnp.abs(problem.targets))))
         tol = 1000 * float(jnp.finfo(theta0.dtype).eps) * scale * float(jnp.sqrt(fp.residual(theta0).size))

@@ -11,7 +11,7 @@ from jaxtyping import Array, Float, Scalar
 
 from .._problem import Params, Problem
 from ._flat import FlatProblem, flatten
-from ._projection import gram_solve
+from ._projection import choose_solver, gram_solve, lsmr_minimum_norm
 
 
 def dense_tangent_projector(flat_problem: FlatProblem, theta: Float[Array, " p"]) -> Float[Array, "p p"]:
@@ -68,11 +68,29 @@ def tangent_projector(
     return flat_tangent_projector(fp, theta, matrix_free)
 
 
-PROJECTOR_SOLVERS = ("pinv", "gram", "cg")
+def lsmr_tangent_projector(
+    flat_problem: FlatProblem, theta: Float[Array, " p"]
+) -> Callable[[Float[Array, " p"]], Float[Array, " p"]]:
+    r""":math:`v \mapsto v - J^+(Jv)`, the minimum-norm solution of :math:`J\delta = Jv` by lineax's LSMR.
+
+    Matrix-free like :func:`matrix_free_tangent_projector` (one JVP and one VJP per iteration), but LSMR works
+    with the condition number of :math:`J`, not of :math:`JJ^\top`: at a network's fitted point, where
+    :math:`JJ^\top/n` spans many decades, CG on the Gram operator stalls where LSMR does not.
+    """
+
+    def apply(v):
+        normal, _ = lsmr_minimum_norm(flat_problem.residual, theta, jax.jvp(flat_problem.residual, (theta,), (v,))[1])
+        return v - normal
+
+    return apply
+
+
+PROJECTOR_SOLVERS = ("pinv", "gram", "cg", "lsmr")
 r"""How :func:`flat_tangent_projector` applies :math:`P = I - J^\top(JJ^\top)^{-1}J`: ``"pinv"`` (the dense
 :math:`p\times p` matrix :math:`I - J^+J`), ``"gram"`` (:math:`v - J^\top w`, :math:`w` by Cholesky on
-:math:`JJ^\top`, :func:`flatter.valley.gram_solve`; the Jacobian but no :math:`p\times p` matrix) or ``"cg"``
-(:func:`matrix_free_tangent_projector`: JVPs and VJPs only)."""
+:math:`JJ^\top`, :func:`flatter.valley.gram_solve`; the Jacobian but no :math:`p\times p` matrix), ``"cg"``
+(:func:`matrix_free_tangent_projector`: JVPs and VJPs only) or ``"lsmr"`` (:func:`lsmr_tangent_projector`:
+JVPs and VJPs only, for ill-conditioned Jacobians)."""
 
 
 def flat_tangent_projector(
@@ -83,13 +101,18 @@ def flat_tangent_projector(
     solver: str | None = None,
 ) -> Callable[[Float[Array, " p"]], Float[Array, " p"]]:
     """:func:`tangent_projector` on flat coordinates: ``solver`` from :data:`PROJECTOR_SOLVERS`, or by
-    ``matrix_free`` (``"cg"`` when true, ``"pinv"`` when false; by default ``"pinv"`` up to p = 2048)."""
+    ``matrix_free`` (``"cg"`` when true, ``"pinv"`` when false; by default ``"pinv"`` up to p = 2048, ``"cg"``
+    above, and ``"lsmr"`` above :data:`flatter.valley.DENSE_PROJECTION_LIMIT` Jacobian entries)."""
     if solver is None:
-        if matrix_free is None:
-            matrix_free = theta.shape[0] > 2048
-        solver = "cg" if matrix_free else "pinv"
+        outputs = jax.eval_shape(flat_problem.residual, theta).size
+        if matrix_free is None and choose_solver(outputs, theta.shape[0]) == "lsmr":
+            solver = "lsmr"
+        else:
+            solver = "cg" if (theta.shape[0] > 2048 if matrix_free is None else matrix_free) else "pinv"
     if solver == "cg":
         return matrix_free_tangent_projector(flat_problem, theta)
+    if solver == "lsmr":
+        return lsmr_tangent_projector(flat_problem, theta)
     if solver == "gram":
         jac = jax.jacfwd(flat_problem.residual)(theta)
         return lambda v: v - jac.T @ gram_solve(jac, jac @ v)
@@ -133,5 +156,45 @@ def riemannian_gradient_trace_flat(
 ):
     """:func:`riemannian_gradient_trace` on flat coordinates (what the limit dynamics evaluate); ``matrix_free``
     and ``solver`` choose the projector as in :func:`flat_tangent_projector`."""
-    grad = jax.grad(lambda t: problem.gauss_newton_trace(flat_problem.unravel(t)))(theta)
+    grad = gauss_newton_trace_gradient_flat(problem, flat_problem, theta)
     return flat_tangent_projector(flat_problem, theta, matrix_free, solver=solver)(grad)
+
+
+TRACE_CHUNK_ENTRIES = 16_000_000
+"""Jacobian entries (examples x outputs per example x parameters) per chunk of
+:func:`gauss_newton_trace_gradient_flat` above :data:`flatter.valley.DENSE_PROJECTION_LIMIT`."""
+
+
+def gauss_newton_trace_gradient_flat(problem: Problem, flat_problem: FlatProblem, theta: Float[Array, " p"]):
+    r""":math:`\nabla_\theta\,\mathrm{tr}(J^\top J)/n = \nabla_\theta \frac1n\sum_i \|J_i\|_F^2`, exactly.
+
+    By the problem's closed form for the trace where it has one, or by differentiating the whole Jacobian up to
+    :data:`flatter.valley.DENSE_PROJECTION_LIMIT` entries. Above, over chunks of examples: the Jacobian
+    :math:`J_i` of a chunk's outputs (``TRACE_CHUNK_ENTRIES`` entries at most) and the gradient of its squared
+    norm, summed in a scan, so memory is a chunk's, not the :math:`N\times p` Jacobian's (a network's tens of GB).
+    Assumes, as a trace over examples does, that each example's outputs depend on that example alone.
+    """
+    if problem.trace_hessian_fn is not None or problem.loss_kind != "squared":
+        return jax.grad(lambda t: problem.gauss_newton_trace(flat_problem.unravel(t)))(theta)
+    outputs = jax.eval_shape(flat_problem.residual, theta).size
+    if choose_solver(outputs, theta.size) == "lstsq":
+        return jax.grad(lambda t: problem.gauss_newton_trace(flat_problem.unravel(t)))(theta)
+    n = problem.num_examples
+    per_example = outputs // n
+    size = max(1, min(n, TRACE_CHUNK_ENTRIES // (per_example * theta.size)))
+    chunks = -(-n // size)
+    index = jnp.arange(chunks * size)
+    inputs = problem.inputs[jnp.minimum(index, n - 1)].reshape((chunks, size) + problem.inputs.shape[1:])
+    weights = (index < n).astype(theta.dtype).reshape(chunks, size)  # the padding examples count zero times
+
+    def chunk_gradient(total, chunk):
+        x, w = chunk
+
+        def squared_norm(t):
+            jac = jax.jacrev(lambda u: problem.predict(flat_problem.unravel(u), x))(t)  # (size, ..., p)
+            return jnp.sum(w.reshape((-1,) + (1,) * (jac.ndim - 1)) * jac**2)
+
+        return total + jax.grad(squared_norm)(theta), None
+
+    total, _ = jax.lax.scan(chunk_gradient, jnp.zeros_like(theta), (inputs, weights))
+    return total / n

@@ -1,0 +1,118 @@
+"""The valley of a network, matrix-free: interpolation and projection of flatter's MLP-6 on Fashion-MNIST images.
+
+    python benchmarks/network_valley.py [--examples 500] [--width 128] [--data DIR]
+
+Builds the MLP (depth 6) as a user would (``Problem.from_flax``, one-hot targets, squared loss) on the first
+``--examples`` training images, then times, each in a fresh process so that its peak memory is its own:
+
+- ``interpolate`` from the initialization: minimum-norm Gauss-Newton with the solver chosen by size (LSMR with JVPs
+  and VJPs: the N x p Jacobian is never formed), to a loss of 1e-8;
+- ``valley.project`` from that point moved by 1e-3 in every coordinate;
+- ``valley.riemannian_gradient_trace`` at that point (the gradient of tr(J^T J)/n over chunks of examples, projected
+  on the tangent space by LSMR).
+
+Prints per operation its wall time (compile included), what it reports (steps, LSMR iterations, loss, residual)
+and its process's peak resident memory; and what a dense solve would have needed (the size of the N x p
+Jacobian), which flatter refuses above ``flatter.valley.DENSE_MEMORY_LIMIT``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def build(examples: int, width: int, data: str | None):
+    import jax
+    from flax import nnx
+
+    import flatter
+    from flatter.data import load_fashion_mnist
+
+    dataset = load_fashion_mnist(data)
+    train, _ = dataset.normalized()
+    x = jax.numpy.asarray(train[:examples].reshape(examples, -1))
+    y = jax.nn.one_hot(dataset.train_labels[:examples], dataset.num_classes)
+    module = flatter.models.MLP(x.shape[1], dataset.num_classes, width=width, depth=6, rngs=nnx.Rngs(0))
+    return flatter.Problem.from_flax(module, x, y, name=f"fashion-mnist-mlp6-{width}")
+
+
+def operation(name: str, examples: int, width: int, data: str | None, fitted_path: str) -> dict:
+    """One operation in this process (the fitted point read from, or for interpolate written to, fitted_path)."""
+    import jax
+    import numpy as np
+    from jax.flatten_util import ravel_pytree
+
+    import flatter
+
+    problem, params = build(examples, width, data)
+    flat, unravel = ravel_pytree(params)
+    record = {"parameters": int(flat.size), "outputs": int(problem.targets.size)}
+    start = time.perf_counter()
+    if name == "interpolate":
+        fitted, info = flatter.interpolate(problem, params)
+        record.update(seconds=time.perf_counter() - start, **info._asdict())
+        np.save(fitted_path, np.asarray(ravel_pytree(fitted)[0]))
+    elif name == "project":
+        moved = unravel(jax.numpy.asarray(np.load(fitted_path)) + 1e-3)
+        projected = flatter.valley.project(problem, moved, tol=1e-3 * float(jax.numpy.sqrt(problem.targets.size)))
+        record.update(seconds=time.perf_counter() - start, loss=float(problem.loss(projected)))
+    else:
+        gradient = flatter.valley.riemannian_gradient_trace(problem, unravel(jax.numpy.asarray(np.load(fitted_path))))
+        record.update(seconds=time.perf_counter() - start, norm=float(jax.numpy.linalg.norm(gradient)))
+    record["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    return record
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--examples", type=int, default=500)
+    parser.add_argument("--width", type=int, default=128)
+    parser.add_argument("--data", default=None, help="Fashion-MNIST folder (default: Debian's package)")
+    parser.add_argument("--operation", default=None, help=argparse.SUPPRESS)  # the child process's one operation
+    parser.add_argument("--fitted", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.operation:
+        print(json.dumps(operation(args.operation, args.examples, args.width, args.data, args.fitted)))
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        fitted = str(Path(folder) / "fitted.npy")
+        for name in ("interpolate", "project", "riemannian_gradient_trace"):
+            command = [sys.executable, __file__, "--operation", name, "--examples", str(args.examples)]
+            command += ["--width", str(args.width), "--fitted", fitted] + (["--data", args.data] if args.data else [])
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode:
+                raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
+            print(describe(name, json.loads(done.stdout.strip().splitlines()[-1]), args), flush=True)
+
+
+def describe(name: str, record: dict, args) -> str:
+    memory = f"peak memory {record['peak_rss_gib']:.2f} GiB"
+    if name == "interpolate":
+        dense = record["outputs"] * record["parameters"] * 4 / 1024**3
+        return (
+            f"MLP-6 width {args.width} ({record['parameters']:,} parameters) on {args.examples} Fashion-MNIST "
+            f"images, one-hot squared loss: N = {record['outputs']:,} outputs; a dense N x p Jacobian would be "
+            f"{dense:.1f} GiB in float32\ninterpolate from the initialization: {record['seconds']:.0f} s, "
+            f"{record['steps']} Gauss-Newton steps ({record['solver']}, {record['solver_iterations']:,} iterations in "
+            f"all), loss {record['loss']:.2e}, residual norm {record['residual_norm']:.2e}, converged "
+            f"{record['converged']}; {memory}"
+        )
+    if name == "project":
+        return f"project from the fitted point moved by 1e-3 per coordinate: {record['seconds']:.0f} s, loss " + (
+            f"{record['loss']:.2e}; {memory}"
+        )
+    return (
+        f"riemannian_gradient_trace at the fitted point (tr(J^T J)/n's gradient over chunks of examples, projected "
+        f"by LSMR): {record['seconds']:.0f} s, norm {record['norm']:.4g}; {memory}"
+    )
+
+
+if __name__ == "__main__":
+    main()
