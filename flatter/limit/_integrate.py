@@ -93,7 +93,7 @@ def integrate(
     method: str = "scan",
     solver: diffrax.AbstractSolver | None = None,
     projection_iterations: int = 2,
-    matrix_free_projection: bool = False,
+    matrix_free_projection: bool | None = None,
     progress: bool = False,
 ) -> LimitSolution:
     r"""Integrate limit dynamics on Γ from ``params0`` (which must lie on Γ) up to time ``t1``.
@@ -109,7 +109,8 @@ def integrate(
       ``SaveAt(ts, fn=observables)``, a ``VirtualBrownianTree`` from ``key`` (deterministic in the
       key) and, with ``progress=True``, diffrax's tqdm progress meter.
 
-    :math:`\Pi` is ``projection_iterations`` minimum-norm Gauss-Newton steps (dense or LSMR). Time is
+    :math:`\Pi` is ``projection_iterations`` minimum-norm Gauss-Newton steps (dense or LSMR:
+    ``matrix_free_projection``, by default by the Jacobian's size, :func:`flatter.valley.choose_solver`). Time is
     the limit time :math:`t` (use :func:`steps_to_time` to compare with optimizer steps). Both paths
     work under ``jax.vmap`` over ``key``.
 

@@ -128,14 +128,17 @@ def gauss_newton_steps(
     theta: Float[Array, " p"],
     iterations: int,
     *,
-    matrix_free: bool = False,
+    matrix_free: bool | None = None,
     solver: str | None = None,
 ) -> Float[Array, " p"]:
-    r"""A fixed number of :func:`gauss_newton_step` (``solver``; ``"lsmr"`` with ``matrix_free``, else ``"lstsq"``).
+    r"""A fixed number of :func:`gauss_newton_step` (``solver``; ``"lsmr"`` with ``matrix_free``, ``"lstsq"``
+    without, and by the Jacobian's size, :func:`choose_solver`, when neither is given).
 
     Jit- and vmap-friendly (no data-dependent loop): the integrators call it after every step to
     return to :math:`\Gamma`.
     """
+    if solver is None and matrix_free is None:
+        solver = choose_solver(jax.eval_shape(flat_problem.residual, theta).size, theta.size)
     solver = solver or ("lsmr" if matrix_free else "lstsq")
 
     def step(theta, _):
