@@ -306,7 +306,7 @@ def predict_grid(
     # keeps its last finite horizon's result (censored there), or is `unresolved` if it has none.
     extra = np.zeros(eta.size, int)
     doublings = np.zeros(eta.size, int)
-    unresolved, integrated, blown = (np.zeros(eta.size, bool) for _ in range(3))
+    unresolved, integrated = np.zeros(eta.size, bool), np.zeros(eta.size, bool)
     evaluations, point_evaluations = 0, np.zeros(eta.size, int)
     # Points per call. On CPU one: a point's paths are vmapped, and a padded lane costs a whole point's steps
     # (a lone point that needs 2^6 times the steps is common). On an accelerator a quarter of the grid (a power
@@ -326,6 +326,7 @@ def predict_grid(
         refine = np.clip(needed, 0, MAX_REFINE).astype(int)
         keys = jax.random.split(jax.random.fold_in(key, attempt), eta.size)
         attempt += 1
+        blown = np.zeros(eta.size, bool)
         for j in np.unique(refine[todo]):
             steps = resolution << int(j)
             ds = horizon / steps
@@ -355,7 +356,6 @@ def predict_grid(
         extra = np.where(blown, extra + 1, extra)
         longer = todo & ~blown & (settle_cens.mean(axis=1) > 0.25) & (doublings < max_doublings)
         todo = longer | (todo & refinable)
-        blown[:] = False
         horizon = np.where(longer, 2 * horizon, horizon)
         doublings = np.where(longer, doublings + 1, doublings)
         if bar is not None:

@@ -141,24 +141,27 @@ def test_the_descent_curvature_is_the_riemannian_hessian_on_a_curved_valley():
         assert abs(float(euclidean) - geometry.curvature) > 0.1 * abs(geometry.curvature)
 
 
-def small_network(width=96):
-    """An MLP (depth 3) on 40 examples of 64 features with one-hot targets, as a user builds it."""
+@pytest.fixture(scope="module")
+def small_network():
+    """An MLP (depth 3, width 96) on 40 examples of 64 features with one-hot targets, as a user builds it: the
+    problem, its initialization, and the point of the valley that matrix-free interpolation reaches from it."""
     from flax import nnx
 
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.normal(size=(40, 64)), jnp.float32)
     y = jax.nn.one_hot(np.arange(40) % 10, 10)
-    return flatter.Problem.from_flax(flatter.models.MLP(64, 10, width=width, depth=3, rngs=nnx.Rngs(0)), x, y)
+    problem, params = flatter.Problem.from_flax(flatter.models.MLP(64, 10, width=96, depth=3, rngs=nnx.Rngs(0)), x, y)
+    fitted, info = flatter.interpolate(problem, params, tol=1e-7)
+    return problem, params, fitted, info
 
 
 def test_a_networks_riemannian_trace_gradient_is_computed_without_its_jacobian_and_equals_the_dense_one(
-    monkeypatch,
+    small_network, monkeypatch
 ):
     """Above DENSE_PROJECTION_LIMIT the gradient of tr(J^T J)/n is summed over chunks of examples (here 3 chunks of
     16 examples, the last padded) and projected by LSMR; below it, by the whole Jacobian and the pseudo-inverse.
     The two agree on the fitted MLP, and the result is tangent (J g = 0)."""
-    problem, params = small_network()
-    params, _ = flatter.interpolate(problem, params, tol=1e-7)
+    problem, _, params, _ = small_network
     theta, fp = valley.flatten(problem, params)
     monkeypatch.setattr(valley._tangent, "TRACE_CHUNK_ENTRIES", 16 * 10 * theta.size)
     chunked = valley.gauss_newton_trace_gradient_flat(problem, fp, theta)
@@ -172,17 +175,16 @@ def test_a_networks_riemannian_trace_gradient_is_computed_without_its_jacobian_a
     assert float(jnp.linalg.norm(exact)) > 0.1 * float(jnp.linalg.norm(dense))  # the projection does something
 
 
-def test_a_network_is_interpolated_matrix_free_to_the_point_the_dense_solve_reaches():
+def test_a_network_is_interpolated_matrix_free_to_the_point_the_dense_solve_reaches(small_network):
     """An MLP (depth 3, width 96: 16,522 parameters) on 40 examples with one-hot targets: its 400 x 16,522 Jacobian
     is above DENSE_PROJECTION_LIMIT, so interpolate chooses LSMR (JVPs and VJPs only) and reports it. Every step is
     the minimum-norm Gauss-Newton step the dense solve takes, so both reach the same point of the valley."""
-    problem, params = small_network()
+    problem, params, free, info = small_network
     p = sum(leaf.size for leaf in jax.tree_util.tree_leaves(params))
     assert (
         valley.choose_solver(problem.targets.size, p) == "lsmr"
         and problem.targets.size * p > valley.DENSE_PROJECTION_LIMIT
     )
-    free, info = flatter.interpolate(problem, params, tol=1e-7)
     assert info.solver == "lsmr" and info.converged and info.solver_iterations > info.steps
     assert info.residual_norm == pytest.approx(float(jnp.sqrt(2 * problem.num_examples * info.loss)), rel=1e-3)
     dense, dense_info = flatter.interpolate(problem, params, tol=1e-7, solver="lstsq")

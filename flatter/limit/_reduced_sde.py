@@ -290,7 +290,8 @@ def paths_function(
             jnp.zeros_like(theta0),
             jnp.full((n_out,), start_temperature, theta0.dtype),
             jnp.zeros_like(theta0),
-            normal_modes(jacobian(theta0))[0],  # the curvatures the temperatures were last measured against
+            # the curvatures the temperatures were last carried to; none yet: the first step measures them at theta0
+            jnp.zeros((n_modes,), theta0.dtype),
         )
         first = observe(theta0, jnp.zeros_like(theta0))
         if saves is None:

@@ -103,12 +103,12 @@ def flat_tangent_projector(
     """:func:`tangent_projector` on flat coordinates: ``solver`` from :data:`PROJECTOR_SOLVERS`, or by
     ``matrix_free`` (``"cg"`` when true, ``"pinv"`` when false; by default ``"pinv"`` up to p = 2048, ``"cg"``
     above, and ``"lsmr"`` above :data:`flatter.valley.DENSE_PROJECTION_LIMIT` Jacobian entries)."""
-    if solver is None:
+    if solver is None and matrix_free is not None:
+        solver = "cg" if matrix_free else "pinv"
+    elif solver is None:
         outputs = jax.eval_shape(flat_problem.residual, theta).size
-        if matrix_free is None and choose_solver(outputs, theta.shape[0]) == "lsmr":
-            solver = "lsmr"
-        else:
-            solver = "cg" if (theta.shape[0] > 2048 if matrix_free is None else matrix_free) else "pinv"
+        large = choose_solver(outputs, theta.shape[0]) == "lsmr"
+        solver = "lsmr" if large else ("cg" if theta.shape[0] > 2048 else "pinv")
     if solver == "cg":
         return matrix_free_tangent_projector(flat_problem, theta)
     if solver == "lsmr":
@@ -174,10 +174,9 @@ def gauss_newton_trace_gradient_flat(problem: Problem, flat_problem: FlatProblem
     norm, summed in a scan, so memory is a chunk's, not the :math:`N\times p` Jacobian's (a network's tens of GB).
     Assumes, as a trace over examples does, that each example's outputs depend on that example alone.
     """
-    if problem.trace_hessian_fn is not None or problem.loss_kind != "squared":
-        return jax.grad(lambda t: problem.gauss_newton_trace(flat_problem.unravel(t)))(theta)
     outputs = jax.eval_shape(flat_problem.residual, theta).size
-    if choose_solver(outputs, theta.size) == "lstsq":
+    closed_form = problem.trace_hessian_fn is not None or problem.loss_kind != "squared"
+    if closed_form or choose_solver(outputs, theta.size) == "lstsq":
         return jax.grad(lambda t: problem.gauss_newton_trace(flat_problem.unravel(t)))(theta)
     n = problem.num_examples
     per_example = outputs // n
