@@ -1,7 +1,8 @@
 """The `flatter` command line.
 
 Arguments are parsed before anything heavy is imported, so ``--help``, ``--version`` and argument
-errors answer at once. Before JAX starts, the commands set the machine up for sweeps: on CPU one
+errors answer at once (a command's ``--help`` imports its presets, to state their sizes: a second or two).
+Before JAX starts, the commands set the machine up for sweeps: on CPU one
 JAX device per core (``--cpu-devices``, default: every core this process may use) so that a sweep's
 runs are split over all cores, and one OpenBLAS thread (``OPENBLAS_NUM_THREADS``, unless already
 set) for the small dense linear algebra of the setup, where more threads only contend. JAX's
@@ -77,10 +78,27 @@ def _add_machine_options(parser: argparse.ArgumentParser) -> None:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, with every error on one line (``flatter: error: ...``) and exit status 2."""
+    """argparse, with every error on one line (``flatter: error: ...``) and exit status 2; a command's help
+    ends with its presets, each with its size and measured time (imported only when that help is asked for)."""
+
+    presets_of: str | None = None
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def format_help(self) -> str:
+        text = super().format_help()
+        if self.presets_of is None:
+            return text
+        import textwrap
+
+        from .drivers._about import preset_notes
+
+        notes = [
+            textwrap.fill(note, width=100, initial_indent="  ", subsequent_indent="      ")
+            for note in preset_notes(self.presets_of)
+        ]
+        return text + "\npresets (size; wall time measured by benchmarks/run_all.py):\n" + "\n".join(notes) + "\n"
 
 
 def _check_out(path: str) -> None:
@@ -112,6 +130,7 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser(
         "demo", help="SGDM-LN with the 2/3 rule vs SGD on matrix sensing (about 10 s on 2 cores)", formatter_class=fmt
     )
+    demo.presets_of = "demo"
     demo.add_argument("--out", default="flatter-out/demo", help="folder for demo.png/.npz/.json")
     demo.add_argument("--seeds", type=int, default=4, help="seeds per optimizer")
     demo.add_argument("--steps", type=int, default=100_000, help="steps per run")
@@ -123,6 +142,7 @@ def _parser() -> argparse.ArgumentParser:
         "scaling.png, summary.json and the per-run results under OUT/PROBLEM/PRESET.",
         formatter_class=fmt,
     )
+    scaling.presets_of = "scaling"
     scaling.add_argument(
         "--problem",
         choices=("toy-valley", "matrix-sensing", "teacher-student"),
@@ -138,6 +158,7 @@ def _parser() -> argparse.ArgumentParser:
     cstar = sub.add_parser(
         "cstar", help="the optimal prefactor C* against the noise sigma at gamma = 2/3", formatter_class=fmt
     )
+    cstar.presets_of = "cstar"
     cstar.add_argument("--problem", choices=("toy-valley",), default="toy-valley", help="the built-in problem")
     cstar.add_argument("--preset", choices=("quick", "paper"), default="quick", help="grid size")
     cstar.add_argument("--out", default="flatter-out/cstar", help="results folder")
@@ -154,6 +175,7 @@ def _parser() -> argparse.ArgumentParser:
             "alpha(gamma) with error bars and gamma*, writes the figure, summary.json and curves.npz.",
             formatter_class=fmt,
         )
+        network.presets_of = dataset
         network.add_argument("--preset", choices=presets, default=presets[0], help="grid and sizes")
         network.add_argument(
             "--data",
@@ -184,6 +206,7 @@ def _parser() -> argparse.ArgumentParser:
         "curves.npz under OUT/large-batch/DATASET/PRESET; re-running resumes finished cells.",
         formatter_class=fmt,
     )
+    large.presets_of = "large-batch"
     large.add_argument("--dataset", choices=("fashion-mnist", "cifar10"), default="fashion-mnist", help="the data")
     large.add_argument(
         "--preset", default="quick", help="fashion-mnist: quick (2 CPU cores) or paper; cifar10: smoke or paper"
@@ -198,6 +221,7 @@ def _parser() -> argparse.ArgumentParser:
     large.add_argument("--seeds", type=int, default=None, help="override the preset's reported seeds per cell")
     large.add_argument("--epochs", type=int, default=None, help="override the preset's epoch budget")
     large.add_argument("--out", default="flatter-out", help="results folder (re-running resumes)")
+    large.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     _add_machine_options(large)
     return parser
 
@@ -264,7 +288,9 @@ def _run(args: argparse.Namespace) -> None:
         from .drivers.large_batch import run_large_batch
 
         overrides = {k: getattr(args, k) for k in ("width", "seeds", "epochs") if getattr(args, k) is not None}
-        run_large_batch(args.dataset, args.preset, args.out, data_dir=args.data, **overrides)
+        run_large_batch(
+            args.dataset, args.preset, args.out, data_dir=args.data, progress=not args.no_progress, **overrides
+        )
     elif args.command == "demo":
         from .drivers.demo import DemoConfig, run_demo
 

@@ -318,7 +318,7 @@ def predict_grid(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=eta.size, unit="point", desc="predict (reduced SDE)", initial=int((~todo).sum()))
-    attempt = 0
+    attempt, calls = 0, 0
     while todo.any():
         if bar is not None:
             bar.set_postfix(horizon_doublings=int(doublings[todo].max()))
@@ -338,6 +338,9 @@ def predict_grid(
                 hyper = reduced_hyperparameters(eta[padded], beta[padded], sigma[padded], batch_size, ds[padded])
                 out = run(problem, params0, keys[padded], hyper, threshold, np.int32(steps))
                 f, fc, st, sc, ends = (np.asarray(v)[: index.size] for v in out)
+                if bar is not None:  # a call is a few seconds on CPU: the bar moves with each, not each round
+                    calls += 1
+                    bar.set_postfix(horizon_doublings=int(doublings[todo].max()), calls=calls)
                 evaluations += 2 * steps * seeds * padded.size  # two force evaluations per step (Heun)
                 point_evaluations[index] += 2 * steps * seeds
                 # A point with a non-finite path keeps what its last finite integration found (a shorter horizon).

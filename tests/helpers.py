@@ -151,3 +151,66 @@ def refused(error: type[Exception], pattern: str):
     else:
         assert caught.type is error or issubclass(caught.type, error)
         assert re.search(pattern, str(caught.value)), f"{pattern!r} not in {caught.value}"
+
+
+SILENCE_LIMIT = 10.0
+"""Seconds a command may go without printing (issue 20: nothing silent for long on 2 cores)."""
+
+
+def gaps_between(stamps: list[float]) -> str:
+    """The longest gap between successive output times, with where it fell (for a failure message)."""
+    gaps = np.diff(stamps)
+    i = int(gaps.argmax())
+    return f"{gaps[i]:.1f} s silent after {stamps[i] - stamps[0]:.1f} s of {stamps[-1] - stamps[0]:.1f} s"
+
+
+@contextlib.contextmanager
+def never_silent(limit: float = SILENCE_LIMIT):
+    """Times every write to stdout and stderr (prints and progress bars) while the body runs, and fails if two
+    writes, or the start and the first, or the last and the end, are more than ``limit`` seconds apart."""
+    import sys
+    import time
+
+    stamps = [time.monotonic()]
+
+    class Clocked:
+        def __init__(self, stream):
+            self._stream = stream
+
+        def write(self, text):
+            if text:
+                stamps.append(time.monotonic())
+            return self._stream.write(text)
+
+        def __getattr__(self, name):
+            return getattr(self._stream, name)
+
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = Clocked(sys.stdout), Clocked(sys.stderr)
+    try:
+        yield stamps
+    finally:
+        sys.stdout, sys.stderr = saved
+    stamps.append(time.monotonic())
+    assert max(np.diff(stamps)) <= limit, gaps_between(stamps)
+
+
+def run_clocked(command: list[str], timeout: float, **kwargs) -> tuple[int, str, list[float]]:
+    """Run a command with its output unbuffered; its exit status, its output (stdout and stderr interleaved) and
+    the times each piece of output arrived, from the start to the exit."""
+    import os
+    import subprocess
+    import time
+
+    env = {**kwargs.pop("env", os.environ), "PYTHONUNBUFFERED": "1"}
+    stamps, pieces = [time.monotonic()], []
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, **kwargs) as proc:
+        while piece := os.read(proc.stdout.fileno(), 65536):
+            stamps.append(time.monotonic())
+            pieces.append(piece)
+            if stamps[-1] - stamps[0] > timeout:
+                proc.kill()
+                raise TimeoutError(f"{command} ran past {timeout} s")
+        code = proc.wait()
+    stamps.append(time.monotonic())
+    return code, b"".join(pieces).decode(errors="replace"), stamps

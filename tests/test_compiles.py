@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from helpers import SILENCE_LIMIT, gaps_between, run_clocked
 
 import flatter
 from flatter.sweep import SweepSpec, chunk_sizes, run_sweep
@@ -144,12 +145,12 @@ def test_a_second_run_of_a_command_compiles_nothing(tmp_path):
     env = {**os.environ, "FLATTER_COMPILATION_CACHE_DIR": str(tmp_path / "cache"), "FLATTER_COMPILATION_CACHE": "1"}
 
     def compiles(out: str, **extra: str) -> int:  # a fresh folder each time: the work is redone, not read back
-        done = subprocess.run(
-            command + ["--out", str(tmp_path / out)], capture_output=True, text=True, cwd=ROOT, env={**env, **extra},
-            timeout=600,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr[-2000:]
-        return int(done.stdout.rsplit("compiles ", 1)[1].split()[0])
+        code, output, stamps = run_clocked(
+            command + ["--out", str(tmp_path / out)], timeout=600, cwd=ROOT, env={**env, **extra}
+        )
+        assert code == 0, output[-2000:]
+        assert max(np.diff(stamps)) <= SILENCE_LIMIT, gaps_between(stamps)  # compiling included: never silent
+        return int(output.rsplit("compiles ", 1)[1].split()[0])
 
     first = compiles("a")
     assert first > 0 and any((tmp_path / "cache").iterdir())

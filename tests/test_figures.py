@@ -49,3 +49,18 @@ def test_save_figure_warns_about_text_that_runs_into_another_panel(tmp_path):
     fig.text(0.8, 0.5, "a caption that runs off the right edge")
     with pytest.warns(flatter.figures.LayoutWarning, match="runs outside the figure"):
         flatter.figures.save_figure(fig, tmp_path / "off.png")
+
+
+def test_a_predicted_band_reaching_the_grid_edge_is_drawn_open_there_and_not_joined_across_etas():
+    pred = predicted([0.7, 0.66, 0.7])
+    pred.gamma_star_ci[1] = (0.63, 0.85)  # the bootstrap's vertices reached the top edge at the middle eta
+    summary = ScalingSummary("toy", (), None, 0.1, {}, {}, predicted=pred)
+    fig, ax = agg_pyplot().subplots()
+    flatter.figures.gamma_star(ax, summary)
+    open_end = [li for li in ax.get_lines() if "open past the grid's edge" in str(li.get_label())]
+    assert len(open_end) == 1 and open_end[0].get_marker() == "^"
+    assert np.asarray(open_end[0].get_xdata()).tolist() == [0.004] and open_end[0].get_ydata().tolist() == [0.85]
+    # One bar per eta (a band filled between etas would draw values nobody predicted).
+    (bars,) = [c for c in ax.collections if c.get_label() == "predicted 95% band"]
+    assert len(bars.get_segments()) == 3
+    agg_pyplot().close(fig)

@@ -71,8 +71,11 @@ def test_vertex_and_optimal_C():
 
 
 def test_a_gamma_star_at_the_grid_edge_is_printed_as_a_bound():
-    from flatter.sweep._summary import gamma_text
+    from flatter.sweep._summary import gamma_text, interval_text
 
     grid = (0.5, 0.6, 2 / 3, 0.75, 0.85)
     assert gamma_text(0.85, grid) == ">= 0.850" and gamma_text(0.5, grid) == "<= 0.500"
     assert gamma_text(0.7123, grid) == "0.712" and gamma_text(float("nan"), grid) == "nan"
+    # an interval's end on the edge is open: the bootstrap only says the vertex lies beyond it
+    assert interval_text(0.63, 0.85, grid) == "[0.63, >= 0.85]" and interval_text(0.5, 0.6, grid) == "[<= 0.50, 0.60]"
+    assert interval_text(0.671, 0.702, grid, 3) == "[0.671, 0.702]"

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import never_silent
 
 import flatter
 from flatter.drivers import large_batch as driver
@@ -198,7 +199,8 @@ SMALL = dict(
 
 @pytest.mark.heavy
 def test_the_study_end_to_end_on_real_images_resumes_and_writes_its_figure(tmp_path, fashion_idx_folder, capsys):
-    summary = driver.run_large_batch("fashion-mnist", "quick", tmp_path, data_dir=fashion_idx_folder, **SMALL)
+    with never_silent():  # each cell's epochs tick a bar
+        summary = driver.run_large_batch("fashion-mnist", "quick", tmp_path, data_dir=fashion_idx_folder, **SMALL)
     out = tmp_path / "large-batch" / "fashion-mnist" / "quick"
     printed = capsys.readouterr().out
     assert "tuned lr" in printed and "holds to B=" in printed and "resumed" not in printed

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from helpers import never_silent
 
 import flatter
 from flatter.sweep import SweepSpec, load, run_sweep
@@ -181,9 +182,10 @@ def test_fashion_mnist_driver_end_to_end_on_real_images(tmp_path, fashion_idx_fo
         trace_examples=50,
         trace_probes=2,
     )
-    summary = run_network_experiment(
-        "fashion-mnist", "quick", tmp_path, data_dir=fashion_idx_folder, progress=False, **tiny
-    )
+    with never_silent():  # phase 1, the pilot, the sweep and the records all show progress
+        summary = run_network_experiment(
+            "fashion-mnist", "quick", tmp_path, data_dir=fashion_idx_folder, progress=True, **tiny
+        )
     out = tmp_path / "fashion-mnist" / "quick"
     assert summary["phase1"]["observables"]["accuracy"] == 1.0
     assert summary["trace_end_median"] < summary["trace_start"]  # label noise lowers tr∇²L
@@ -216,10 +218,11 @@ def test_cifar10_smoke_preset_runs_from_an_archive(tmp_path, capsys, float32):
     from flatter.drivers.networks import run_network_experiment
 
     write_cifar(tmp_path, archive=True, per_batch=8, test=20, learnable=True)
-    record = run_network_experiment(
-        "cifar10", "smoke", tmp_path / "out", data_dir=tmp_path / "cifar-10-python.tar.gz", progress=False,
-        model="mlp", depth=3, width=32, train_per_class=1, test_per_class=1, batch_size=8, max_steps=8,
-    )  # fmt: skip
+    with never_silent():
+        record = run_network_experiment(
+            "cifar10", "smoke", tmp_path / "out", data_dir=tmp_path / "cifar-10-python.tar.gz", progress=True,
+            model="mlp", depth=3, width=32, train_per_class=1, test_per_class=1, batch_size=8, max_steps=8,
+        )  # fmt: skip
     printed = capsys.readouterr().out
     assert "gamma* (vertex of log T_settle" in printed and "phase 1: " in printed and "pilot: " in printed
     assert record["runs"] == 6 and record["trace_start"] > 0

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from helpers import never_silent
 
 from flatter.drivers.scaling import presets, run_scaling
 
@@ -19,7 +20,8 @@ def alpha(summary, gamma, criterion="settle", variant="sgdm"):
 
 @pytest.mark.heavy
 def test_toy_valley_reproduces_theory_row(tmp_path):
-    summary = run_scaling("toy-valley", "quick", tmp_path, progress=False)
+    with never_silent():  # the prediction, the sweeps and the fits all show progress
+        summary = run_scaling("toy-valley", "quick", tmp_path, progress=True)
     for gamma, want in THEORY_TOY_ROW.items():
         assert alpha(summary, gamma).alpha == pytest.approx(want, abs=0.1), gamma
     # First passage saturates near 2/3 above gamma = 2/3, settling does not.

@@ -15,28 +15,37 @@ from ..sweep import SweepSpec, optimal_C, run_sweep
 from ..timescales import predict_optimal_C
 
 
-def run_cstar(problem: str = "toy-valley", preset: str = "quick", out: str | Path = "flatter-out/cstar") -> dict:
-    """Sweep C at gamma = 2/3 for several sigma, locate C*(sigma), fit C* ~ sigma^p (predicted p = 2/3)."""
+def cstar_spec(problem: str = "toy-valley", preset: str = "quick", seeds: int | None = None) -> SweepSpec:
+    """The sweep of a preset: C on a log grid at gamma = 2/3 for sigma in (0.5, 1, 2), one eta; ``seeds``
+    overrides the preset's seeds per (C, sigma)."""
     if problem != "toy-valley":
         raise ValueError(f"the C* experiment is implemented for 'toy-valley', got {problem!r}")
+    if preset not in ("quick", "paper"):
+        raise ValueError(f"preset must be one of 'quick', 'paper', got {preset!r}")
     quick = preset == "quick"
-    out = Path(out) / problem / preset
-    start = time.perf_counter()
-    sigmas = (0.5, 1.0, 2.0)
-    Cs = tuple(np.geomspace(0.3, 3.0, 9 if quick else 15).round(4).tolist())
-    spec = SweepSpec(
+    return SweepSpec(
         problem="toy-valley",
         gammas=(2 / 3,),
-        Cs=Cs,
+        Cs=tuple(np.geomspace(0.3, 3.0, 9 if quick else 15).round(4).tolist()),
         etas=(1.6e-3 if quick else 6.4e-4,),
-        sigmas=sigmas,
-        seeds=32 if quick else 128,
+        sigmas=(0.5, 1.0, 2.0),
+        seeds=seeds or (32 if quick else 128),
         observable="abs_y",
         threshold=0.1,
         phase1=False,
         label_noise_mode="one",
         horizon_factor=4.0,
     )
+
+
+def run_cstar(
+    problem: str = "toy-valley", preset: str = "quick", out: str | Path = "flatter-out/cstar", seeds: int | None = None
+) -> dict:
+    """Sweep C at gamma = 2/3 for several sigma, locate C*(sigma), fit C* ~ sigma^p (predicted p = 2/3)."""
+    spec = cstar_spec(problem, preset, seeds)
+    out = Path(out) / problem / preset
+    start = time.perf_counter()
+    sigmas, Cs = spec.sigmas, spec.Cs
     res = run_sweep(spec, out / "sweep", progress=True)
     toy = make_problem("toy-valley")
     rows = []

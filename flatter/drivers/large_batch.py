@@ -260,9 +260,14 @@ def _read_cell(path: Path, digest: str) -> dict | None:
     return stored if str(stored.get("digest")) == digest else None
 
 
-def run_cells(problem: Problem, init, validation, config: LargeBatchPreset, folder: Path, *, echo=print):
+def run_cells(
+    problem: Problem, init, validation, config: LargeBatchPreset, folder: Path, *, echo=print, progress: bool = True
+):
     """Every (optimizer, batch size) cell, read from ``folder`` when a previous run of the same settings
-    wrote it; returns ``{(optimizer, batch_size): CellResult}`` and the seconds each new cell took."""
+    wrote it; returns ``{(optimizer, batch_size): CellResult}`` and the seconds each new cell took. A cell's
+    epochs tick a progress bar as they end."""
+    from tqdm.auto import tqdm
+
     digest = config.digest()
     cells, seconds = {}, {}
     for name, grid in config.grids:
@@ -274,6 +279,8 @@ def run_cells(problem: Problem, init, validation, config: LargeBatchPreset, fold
                 echo(_cell_line(cells[name, batch], "resumed"))
                 continue
             start = time.perf_counter()
+            bar = tqdm(desc=f"  {LABELS[name]} B={batch}: tuning and training", unit=" epochs", leave=False,
+                       disable=not progress)  # fmt: skip
             cell = tune_and_train(
                 problem,
                 init,
@@ -289,7 +296,9 @@ def run_cells(problem: Problem, init, validation, config: LargeBatchPreset, fold
                 momentum=config.momentum,
                 weight_decay=config.weight_decay,
                 trust_coefficient=config.trust_coefficient,
+                on_epoch=bar.update,
             )
+            bar.close()
             seconds[name, batch] = time.perf_counter() - start
             runs = len(grid) * config.tuning_seeds + config.seeds
             steps = runs * config.epochs * problem.num_examples // batch
@@ -335,7 +344,13 @@ def plot(cells: dict, config: LargeBatchPreset, summary: dict, path: Path) -> No
 
 
 def run_large_batch(
-    dataset: str, preset_name: str, out: str | Path, *, data_dir: str | Path | None = None, **overrides
+    dataset: str,
+    preset_name: str,
+    out: str | Path,
+    *,
+    data_dir: str | Path | None = None,
+    progress: bool = True,
+    **overrides,
 ) -> dict:
     """Build the data, run (or resume) every cell, print the table, write the figure and the files, under
     ``out/large-batch/dataset/preset``."""
@@ -351,7 +366,9 @@ def run_large_batch(
         f"{config.seeds} seeds reported",
         flush=True,
     )
-    cells, seconds = run_cells(problem, init, validation, config, out / "cells", echo=lambda s: print(s, flush=True))
+    cells, seconds = run_cells(
+        problem, init, validation, config, out / "cells", echo=lambda s: print(s, flush=True), progress=progress
+    )
     summary = summarize(cells, config)
     summary.update(
         source=source,

@@ -192,7 +192,16 @@ def gamma_star(ax, summary: ScalingSummary) -> None:
     etas = np.asarray(pred.etas)
     band = np.asarray(pred.gamma_star_ci)
     gammas = pred.gammas
-    ax.fill_between(etas, band[:, 0], band[:, 1], color="C2", alpha=0.25, lw=0, label="predicted 95% band")
+    # One prediction per eta, one bar each: a band filled between the etas would invent values in between.
+    ax.vlines(etas, band[:, 0], band[:, 1], color="C2", alpha=0.3, lw=9, label="predicted 95% band")
+    # A band's end on the grid's edge is open: the bootstrap's vertices reached the edge, so it lies beyond.
+    for end, edge, marker in ((1, max(gammas), "^"), (0, min(gammas), "v")):
+        open_end = np.isclose(band[:, end], edge)
+        if open_end.any():
+            ax.plot(
+                etas[open_end], band[open_end, end], marker, color="C2", alpha=0.6, ms=9, ls="none",
+                label=f"predicted band open past the grid's edge ({marker})",
+            )  # fmt: skip
     predicted = np.asarray(pred.gamma_star, float)
     # A gamma* on the grid's edge is a bound (the vertex lies beyond it): drawn as a caret, not joined to the values.
     edge_p = _at_edge(predicted, gammas)

@@ -44,6 +44,7 @@ def train_runs(
     weight_decay: float = 5e-4,
     trust_coefficient: float = 1e-3,
     runs_per_call: int | None = None,
+    on_epoch: Callable[[], Any] | None = None,
 ) -> TrainingCurves:
     r"""Minibatch training of ``len(learning_rates)`` runs of one optimizer at one batch size, side by side.
 
@@ -98,42 +99,56 @@ def train_runs(
     params0 = None if init_fn is not None else init
     start = _functions(config)[0]
     params_like = jax.eval_shape(start, params0, key_data[0])[0]
-    if loops_are_slow(problem, params_like):
-        # Convolutions: one compiled step per call and one run after another (a vmapped convolution is a
-        # grouped one, and a convolution's gradient inside a loop is slow; see flatter.loops_are_slow).
-        jstart, jstep, jeval, jinit, jbatches = _host_functions(config)
-        out = []
-        for peak, kd in zip(learning_rates.astype(dtype), key_data, strict=True):
-            params, keys = jstart(params0, kd)
-            state, record = jinit(params), []
-            for key in keys:
-                losses = []
-                for idx in jbatches(key):
-                    params, state, loss = jstep(problem, peak, params, state, idx)
-                    losses.append(loss)
-                record.append((jnp.mean(jnp.stack(losses)), *jeval(problem, val_x, val_y, params)))
-            out.append([np.asarray(jax.device_get(jnp.stack(r))) for r in zip(*record, strict=True)])
-        loss, val_acc, test_acc = (np.stack(a).astype(np.float64) for a in zip(*out, strict=True))
-    else:
-        # The sweeps' "runs" mesh over all devices: every run is independent, nothing is communicated. Runs go
-        # through in calls of one size (the last padded by repeating its final run), so the tuning runs and the
-        # reported runs of a cell share one compiled program.
-        sharding = runs_sharding()
-        devices = 1 if sharding is None else jax.device_count()
-        size = padded_run_count(min(runs, runs_per_call or runs), devices)
-        fn = _vmapped_program(config)
-        parts = []
-        for first in range(0, runs, size):
-            members = np.arange(first, min(first + size, runs))
-            pad = np.concatenate([members, np.full(size - members.size, members[-1])])
-            args = [place_runs(a, sharding) for a in (np.asarray(learning_rates[pad], dtype=dtype), key_data[pad])]
-            result = jax.device_get(fn(problem, val_x, val_y, params0, *args))
-            parts.append([np.asarray(a, dtype=np.float64)[: members.size] for a in result])
-        loss, val_acc, test_acc = (np.concatenate(a) for a in zip(*parts, strict=True))
+    _ON_EPOCH.append(on_epoch)
+    try:
+        if loops_are_slow(problem, params_like):
+            # Convolutions: one compiled step per call and one run after another (a vmapped convolution is a
+            # grouped one, and a convolution's gradient inside a loop is slow; see flatter.loops_are_slow).
+            jstart, jstep, jeval, jinit, jbatches = _host_functions(config)
+            out = []
+            for peak, kd in zip(learning_rates.astype(dtype), key_data, strict=True):
+                params, keys = jstart(params0, kd)
+                state, record = jinit(params), []
+                for key in keys:
+                    losses = []
+                    for idx in jbatches(key):
+                        params, state, loss = jstep(problem, peak, params, state, idx)
+                        losses.append(loss)
+                    record.append((jnp.mean(jnp.stack(losses)), *jeval(problem, val_x, val_y, params)))
+                    _epoch_finished(0)
+                out.append([np.asarray(jax.device_get(jnp.stack(r))) for r in zip(*record, strict=True)])
+            loss, val_acc, test_acc = (np.stack(a).astype(np.float64) for a in zip(*out, strict=True))
+        else:
+            # The sweeps' "runs" mesh over all devices: every run is independent, nothing is communicated. Runs go
+            # through in calls of one size (the last padded by repeating its final run), so the tuning runs and the
+            # reported runs of a cell share one compiled program.
+            sharding = runs_sharding()
+            devices = 1 if sharding is None else jax.device_count()
+            size = padded_run_count(min(runs, runs_per_call or runs), devices)
+            fn = _vmapped_program(config)
+            parts = []
+            for first in range(0, runs, size):
+                members = np.arange(first, min(first + size, runs))
+                pad = np.concatenate([members, np.full(size - members.size, members[-1])])
+                args = [place_runs(a, sharding) for a in (np.asarray(learning_rates[pad], dtype=dtype), key_data[pad])]
+                result = jax.device_get(fn(problem, val_x, val_y, params0, *args))
+                parts.append([np.asarray(a, dtype=np.float64)[: members.size] for a in result])
+            loss, val_acc, test_acc = (np.concatenate(a) for a in zip(*parts, strict=True))
+    finally:
+        _ON_EPOCH.pop()
     diverged = ~np.all(np.isfinite(loss), axis=1)
     val_acc[diverged] = np.nan
     test_acc[diverged] = np.nan
     return TrainingCurves(loss, val_acc, test_acc, diverged)
+
+
+_ON_EPOCH: list[Callable[[], Any] | None] = []
+"""The ``on_epoch`` of the train_runs call in progress (the compiled programs call back here, from XLA's thread)."""
+
+
+def _epoch_finished(epoch) -> None:
+    if _ON_EPOCH and _ON_EPOCH[-1] is not None:
+        _ON_EPOCH[-1]()
 
 
 class _Config(NamedTuple):
@@ -183,15 +198,19 @@ def _functions(config: _Config):
     def one_run(problem, val_x, val_y, params0, peak, key_data):
         params, keys = start(params0, key_data)
 
-        def epoch(carry, key):
+        def epoch(carry, key_index):
             def inner(c, idx):
                 p, s, loss = step(problem, peak, *c, idx)
                 return (p, s), loss
 
+            key, index = key_index
             carry, losses = jax.lax.scan(inner, carry, batches(key))
+            # The epoch index is the same for every run: under vmap the host hears once per epoch, not per run.
+            jax.debug.callback(_epoch_finished, index)
             return carry, (jnp.mean(losses), *evaluate(problem, val_x, val_y, carry[0]))
 
-        _, (loss, val_acc, test_acc) = jax.lax.scan(epoch, (params, optimizer_at(peak).init(params)), keys)
+        carry = (params, optimizer_at(peak).init(params))
+        _, (loss, val_acc, test_acc) = jax.lax.scan(epoch, carry, (keys, jnp.arange(epochs)))
         return loss, val_acc, test_acc
 
     return start, one_run, evaluate, optimizer_at, batches, step

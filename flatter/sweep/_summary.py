@@ -212,7 +212,7 @@ class ScalingSummary:
         if gs.at_edge:
             measured = f"measured gamma* {gamma_text(gs.gamma, gs.gammas)} (at the gamma grid's edge, a bound)"
         else:
-            measured = f"measured gamma* = {gs.gamma:.3f} [{lo:.3f}, {hi:.3f}]"
+            measured = f"measured gamma* = {gs.gamma:.3f} {interval_text(lo, hi, gs.gammas, 3)}"
         parts = [f"{measured} at eta = {gs.eta:g}"]
         pred = self.predicted
         if pred is not None:
@@ -220,7 +220,8 @@ class ScalingSummary:
             g, (a, b) = pred.gamma_star[i], pred.gamma_star_ci[i]
             text = gamma_text(g, pred.gammas)
             edge = text.startswith(("<=", ">="))
-            parts.append(f"predicted {text} [{a:.2f}, {b:.2f}]" + (" (at the grid's edge, a bound)" if edge else ""))
+            band = interval_text(a, b, pred.gammas)
+            parts.append(f"predicted {text} {band}" + (" (at the grid's edge, a bound)" if edge else ""))
         parts.append("paper 2/3 (as eta -> 0)")
         if pred is not None:
             parts.append("regime: " + regime_label(pred.kappa, pred.overshoot, pred.zeta))
@@ -305,10 +306,10 @@ class ScalingSummary:
         pred = self.predicted
         if pred is not None:
             per = ", ".join(
-                f"{e:g}: {gamma_text(g, pred.gammas)} [{a:.2f}, {b:.2f}]"
+                f"{e:g}: {gamma_text(g, pred.gammas)} {interval_text(a, b, pred.gammas)}"
                 for e, g, (a, b) in zip(pred.etas, pred.gamma_star, pred.gamma_star_ci, strict=True)
             )
-            if any(gamma_text(g, pred.gammas).startswith(("<=", ">=")) for g in pred.gamma_star):
+            if ">=" in per or "<=" in per:
                 per += " (>= / <=: at the gamma grid's edge, a bound)"
             lines.append(f"predicted gamma*(eta) (reduced SDE, {pred.model_evaluations} force evaluations): {per}")
             lines.append(f"regime: {self.regime}")
@@ -340,7 +341,8 @@ class ScalingSummary:
             lo, hi = gs.fit.ci
             lines.append(
                 f"gamma* (vertex of log T_{columns[0]} over gamma at eta = {gs.eta:g}) = {gs.gamma:.3f}  95% bootstrap "
-                f"CI [{lo:.3f}, {hi:.3f}]; vertex of alpha(gamma): {gs.fit.alpha_vertex:.3f}" + _edge_note(gs)
+                f"CI {interval_text(lo, hi, gs.gammas, 3)}; vertex of alpha(gamma): {gs.fit.alpha_vertex:.3f}"
+                + _edge_note(gs)
             )
         return "\n".join(lines)
 
@@ -356,6 +358,21 @@ def gamma_text(gamma: float, grid) -> str:
     if np.isclose(gamma, grid.min()):
         return f"<= {gamma:.3f}"
     return f"{gamma:.3f}"
+
+
+def interval_text(low: float, high: float, grid, digits: int = 2) -> str:
+    """A gamma* interval as printed, ``[0.63, 0.69]``; an end on the grid's edge is open, ``[0.63, >= 0.85]``:
+    the bootstrap's vertex reached the edge there, so the interval only says it lies beyond."""
+    grid = np.asarray(grid, float)
+
+    def end(value: float) -> str:
+        if np.isfinite(value) and np.isclose(value, grid.max()):
+            return f">= {value:.{digits}f}"
+        if np.isfinite(value) and np.isclose(value, grid.min()):
+            return f"<= {value:.{digits}f}"
+        return f"{value:.{digits}f}"
+
+    return f"[{end(low)}, {end(high)}]"
 
 
 def _edge_note(gs: GammaStar) -> str:
