@@ -263,21 +263,35 @@ def _chunk_function(
     record_every: int | Int[Array, ""],
     n_records: int,
     names: tuple[tuple[str, Observable], ...],
+    heartbeat: bool = False,
 ) -> Callable:
-    """``(problem, carry) -> (carry, (steps, observables))``: ``n_records`` records of ``record_every`` steps."""
+    """``(problem, carry) -> (carry, (steps, observables))``: ``n_records`` records of ``record_every`` steps;
+    with ``heartbeat`` each record calls :data:`RECORD_LISTENERS` on the host (a sweep's progress bar)."""
     one_step = _step_function(optimizer, batch_size, sampling)
     end_record = _record_function(names)
 
     def run(problem: Problem, carry: tuple):
-        def one_record(c, _):
+        def one_record(c, index):
             start = c[:2]
             # fori_loop: a scan for a static record_every, a while loop for a traced one (one compile, any horizon).
             c = jax.lax.fori_loop(0, record_every, lambda _, c: one_step(problem, c), c)
+            if heartbeat:  # the record index is the same for every run: under vmap, once per record (and device)
+                jax.debug.callback(_record_done, index)
             return end_record(problem, c, start)
 
-        return jax.lax.scan(one_record, carry, None, length=n_records)
+        # Without a heartbeat the loop is the plain one (no index input): the hot path is unchanged.
+        return jax.lax.scan(one_record, carry, jnp.arange(n_records) if heartbeat else None, length=n_records)
 
     return run
+
+
+RECORD_LISTENERS: list[Callable[[], Any]] = []
+"""Called on the host at each record of a program built with ``heartbeat`` (from XLA's thread)."""
+
+
+def _record_done(index) -> None:
+    for listener in RECORD_LISTENERS:
+        listener()
 
 
 def _host_loop_chunk(
@@ -435,16 +449,19 @@ def simulate_records(
     batch_size: int | None = None,
     sampling: str = "without_replacement",
     observables: Sequence[str] | Mapping[str, Observable] | None = None,
+    heartbeat: bool = False,
 ) -> Trajectory:
     """:func:`simulate` for ``n_records`` records of ``record_every`` steps, traceable with a traced ``record_every``.
 
     The building block of sweeps: inside ``jit``/``vmap`` the number of steps between records is an
     input of the compiled program, not a constant, so one compile serves every horizon of a sweep.
-    No validation, chunking or progress (the caller validates once).
+    No validation or chunking (the caller validates once); ``heartbeat`` calls the functions in
+    :data:`RECORD_LISTENERS` on the host at every record, for a progress bar inside a long compiled call.
     """
     names = problem.resolve_observables(observables)
     carry, step_list, obs_list = _start(problem, optimizer, params0, key, None, names)
-    carry, (ks, obs) = _chunk_function(optimizer, batch_size, sampling, record_every, n_records, names)(problem, carry)
+    chunk = _chunk_function(optimizer, batch_size, sampling, record_every, n_records, names, heartbeat)
+    carry, (ks, obs) = chunk(problem, carry)
     return _trajectory(carry, step_list + [ks], obs_list + [obs], names)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from .._devices import count_compiles, place_runs, runs_sharding
 from .._interpolate import interpolate
 from .._io import environment
 from .._precision import full_precision
-from .._simulate import loops_are_slow, simulate, simulate_records
+from .._simulate import RECORD_LISTENERS, loops_are_slow, simulate, simulate_records
 from .._validation import check_positive_int
 from ..problems import make_problem
 from ..timescales import settle_estimate
@@ -169,8 +170,36 @@ def _outcome(spec: SweepSpec, threshold: float, steps, observables, diverged) ->
     }
 
 
-def _run_fn(problem, params0, spec: SweepSpec, threshold: float, momentum: str, noisy: bool, batch_size: int):
-    """The vmapped runs of one chunk; the steps between records are an input, so every horizon shares it."""
+@contextlib.contextmanager
+def _records_tick(bar, run_steps: int, records: int, sharding):
+    """While a chunk runs, each record it reaches moves ``bar`` by its share of the chunk's ``run_steps`` (a sharded
+    chunk calls back once per device and record); whatever is left is added when the chunk ends."""
+    if bar is None:
+        yield
+        return
+    calls = records * (1 if sharding is None else jax.device_count())
+    moved, lock = [0], threading.Lock()
+
+    def tick() -> None:
+        with lock:
+            step = min(run_steps // calls, run_steps - moved[0])
+            moved[0] += step
+        bar.update(step)
+
+    RECORD_LISTENERS.append(tick)
+    try:
+        yield
+    finally:
+        RECORD_LISTENERS.remove(tick)
+    bar.update(run_steps - moved[0])
+
+
+def _run_fn(
+    problem, params0, spec: SweepSpec, threshold: float, momentum: str, noisy: bool, batch_size: int,
+    heartbeat: bool = False,
+):  # fmt: skip
+    """The vmapped runs of one chunk; the steps between records are an input, so every horizon shares it.
+    ``heartbeat``: each record calls back to the host (the progress bar moves inside a long chunk)."""
     batch = None if batch_size < 0 else int(batch_size)
 
     def run(eta, beta, sigma, key_data, record_every):
@@ -186,6 +215,7 @@ def _run_fn(problem, params0, spec: SweepSpec, threshold: float, momentum: str, 
             batch_size=batch,
             sampling=spec.sampling,
             observables=list(dict.fromkeys((spec.observable, *spec.curves))),
+            heartbeat=heartbeat,
         )
         return _outcome(spec, threshold, traj.steps, traj.observables, traj.diverged)
 
@@ -494,25 +524,24 @@ def execute_plan(plan: SweepPlan, *, max_chunks, shard, progress, verbose) -> tu
             padded = np.concatenate([idx, np.repeat(idx[-1:], chunk.size - len(idx))])
             fn = compiled.get(chunk.structure)
             if fn is None:
-                make = _host_run_fn if host_loop else _run_fn
-                fn = compiled[chunk.structure] = make(
-                    plan.problem, plan.params0, spec, plan.threshold, *chunk.structure
-                )
+                args = (plan.problem, plan.params0, spec, plan.threshold, *chunk.structure)
+                fn = _host_run_fn(*args) if host_loop else _run_fn(*args, heartbeat=bar is not None)
+                compiled[chunk.structure] = fn
             args = [points["step_eta"][padded], points["step_beta"][padded], points["sigma"][padded]]
             args = [np.asarray(a, dtype=jnp.result_type(float)) for a in args] + [plan.key_data[padded]]
             # A remainder chunk smaller than the device count (see _chunks) runs on one device.
             placed = sharding if sharding is not None and chunk.size % jax.device_count() == 0 else None
-            result = fn(*[place_runs(a, placed) for a in args], np.int32(chunk.horizon // spec.records))
-            if jax.process_count() > 1:  # every process gets the whole chunk (each computed its devices' share)
-                result = multihost_utils.process_allgather(result, tiled=True)
-            result = {k: np.asarray(v)[: len(idx)] for k, v in jax.device_get(result).items()}
+            # (until the results are on the host: dispatch is asynchronous, the records call back while it runs)
+            with _records_tick(bar, len(idx) * chunk.horizon, spec.records, placed):
+                result = fn(*[place_runs(a, placed) for a in args], np.int32(chunk.horizon // spec.records))
+                if jax.process_count() > 1:  # every process gets the whole chunk (each computed its devices' share)
+                    result = multihost_utils.process_allgather(result, tiled=True)
+                result = {k: np.asarray(v)[: len(idx)] for k, v in jax.device_get(result).items()}
             if jax.process_index() == 0:
                 path = plan.out / "chunks" / f"{spec.digest}-{chunk.name}.npz"  # a foreign sweep's never clashes
                 write_chunk(path, spec.digest, idx, start=plan.identity, horizon=steps[idx], **result)
             ran += 1
             saved += len(idx)
-            if bar is not None:
-                bar.update(len(idx) * chunk.horizon)
     if bar is not None:
         bar.close()
     if verbose:
