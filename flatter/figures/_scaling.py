@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..sweep import ScalingSummary, SweepResults
+from ..sweep import ScalingSummary, SweepResults, gamma_text, interval_text
 from ._axes import agg_pyplot, draw_lower_bounds, grid_ticks
 
 
@@ -157,7 +157,11 @@ def exponents(
         lo, hi = gs.fit.ci
         ax.axvspan(min(lo, gs.gamma - 0.004), max(hi, gs.gamma + 0.004), color="C1", alpha=0.3, lw=0)
         ax.axvline(gs.gamma, color="C1", lw=1.5)
-        text = rf"measured $\gamma^*$ = {gs.gamma:.3f} [{lo:.3f}, {hi:.3f}]" + "\n" + rf"at $\eta$ = {gs.eta:g}"
+        # A gamma* or an interval end on the grid's edge is a bound: printed as one (>=, <=).
+        value = gamma_text(gs.gamma, gs.gammas)
+        value = value if value[0] in "<>" else f"= {value}"
+        shown = f"{value} {interval_text(lo, hi, gs.gammas, 3)}".replace(">=", "≥").replace("<=", "≤")
+        text = rf"measured $\gamma^*$ {shown}" + "\n" + rf"at $\eta$ = {gs.eta:g}"
         if summary.kappa is not None:
             text += "\n" + rf"$\kappa = \sigma^2/(4BC^3)$ = {summary.kappa:.3g}"
         right = gs.gamma > 0.6  # the label on the side with room, inside the axes

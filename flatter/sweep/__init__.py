@@ -35,6 +35,8 @@ from ._summary import (
     ExponentRow as ExponentRow,
     GammaStar as GammaStar,
     ScalingSummary as ScalingSummary,
+    gamma_text as gamma_text,
+    interval_text as interval_text,
     is_determined as is_determined,
     predicted_alpha as predicted_alpha,
     regime_text as regime_text,
@@ -42,6 +44,8 @@ from ._summary import (
 )
 
 __all__ = [
+    "gamma_text",
+    "interval_text",
     "FlowReference",
     "flow_reference",
     "chunk_sizes",

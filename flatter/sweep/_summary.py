@@ -290,10 +290,10 @@ class ScalingSummary:
             lines += [
                 "",
                 f"gamma* = argmin_gamma T_settle at the smallest eta = {gs.eta:g} (parabolic vertex, SGDM): "
-                f"{gs.gamma:.3f}  95% bootstrap CI [{lo:.3f}, {hi:.3f}]" + _edge_note(gs),
+                f"{gs.gamma:.3f}  95% bootstrap CI {interval_text(lo, hi, gs.gammas, 3)}" + _edge_note(gs),
                 "gamma*(eta): "
                 + ", ".join(
-                    f"{e:g}: {gamma_text(g, gs.gammas)} [{a:.2f}, {b:.2f}]"
+                    f"{e:g}: {gamma_text(g, gs.gammas)} {interval_text(a, b, gs.gammas)}"
                     for e, g, (a, b) in zip(gs.etas, gs.fit.per_eta, gs.fit.per_eta_ci, strict=True)
                 ),
                 f"vertex of alpha_settle(gamma): {gs.fit.alpha_vertex:.3f}",
