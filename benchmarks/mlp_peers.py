@@ -11,7 +11,7 @@ round) after a warm-up call, and the ratios are against the plain JAX + optax lo
 
 1. ``flatter (without replacement)``: ``jax.jit(jax.vmap(run))`` of ``flatter.simulate`` with
    ``optax.chain(flatter.label_noise(sigma, mode="minibatch"), flatter.heavy_ball(eta, beta))`` and the
-   default minibatch draw, a uniform B-subset (``jax.random.choice(replace=False)``, a permutation of n);
+   default minibatch draw, a uniform B-subset (the B largest of n uniforms, ``jax.lax.top_k``);
 2. ``flatter (with replacement)``: the same with ``sampling="with_replacement"`` (B uniform indices);
 3. ``plain JAX + optax``: the loop of a JAX user, ``optax.sgd(eta, momentum=beta)`` on ``jax.grad`` of the
    noised minibatch loss, one permutation of n per epoch sliced into batches (PyTorch DataLoader's order),

@@ -126,7 +126,7 @@ def main() -> None:
         return p
 
     stepwise_seconds, _ = timed("phase 2, one jitted step per call", stepwise, params)
-    draw = jax.jit(lambda k: jax.random.choice(k, problem.num_examples, (config.batch_size,), replace=False))
+    draw = jax.jit(lambda k: flatter.draw_batch(k, problem.num_examples, config.batch_size))
     draw_seconds, _ = timed("minibatch draw", draw, keys[0], repeat=20)
     loss_seconds, _ = timed("loss record", jax.jit(problem.loss), params)
     trace = jax.jit(lambda p: dict(problem.observables)["trace"](problem, p))

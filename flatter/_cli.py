@@ -188,10 +188,11 @@ def _parser() -> argparse.ArgumentParser:
         network.add_argument("--seeds", type=int, default=None, help="override the preset's seeds per point")
         network.add_argument(
             "--sampling",
-            choices=("without_replacement", "with_replacement"),
+            choices=("without_replacement", "with_replacement", "shuffle"),
             default=None,
             help="how phase 2 draws its minibatches (default without replacement, the theory's; with replacement "
-            "costs O(B), not a permutation of the training set, and has the same limit dynamics)",
+            "costs O(B), not a partial sort of n uniforms, and has the same limit dynamics; shuffle: flatter 0.1's "
+            "draw without replacement, to resume its results)",
         )
         network.add_argument("--out", default="flatter-out", help="results folder (re-running resumes)")
         network.add_argument("--no-progress", action="store_true", help="hide the progress bars")

@@ -90,17 +90,22 @@ def _tree_where(cond: Bool[Array, ""], new: PyTree, old: PyTree) -> PyTree:
     return jax.tree.map(lambda a, b: jnp.where(cond, a, b), new, old)
 
 
-SAMPLINGS = ("without_replacement", "with_replacement")
+SAMPLINGS = ("without_replacement", "with_replacement", "shuffle")
 """How a step draws its minibatch of :math:`B` of the :math:`n` examples (see :func:`draw_batch`)."""
 
 
 def draw_batch(key: PRNGKeyArray, n: int, batch_size: int, sampling: str = "without_replacement") -> Int[Array, " B"]:
     r"""The indices of one minibatch: :math:`B` of :math:`0, \dots, n-1`, uniformly.
 
-    - ``"without_replacement"`` (the default, the theory's minibatch): a uniform :math:`B`-subset,
-      ``jax.random.choice(key, n, (B,), replace=False)``. XLA draws it as a full permutation of
-      :math:`n`, :math:`O(n \log n)` per step: on a network with :math:`n \gg B` the draw is a
-      visible part of the step (a fifth of the MLP-6 quick preset's step on CPU).
+    - ``"without_replacement"`` (the default, the theory's minibatch): a uniform :math:`B`-subset, the
+      indices of the :math:`B` largest of :math:`n` i.i.d. uniforms (``jax.lax.top_k``, a partial sort).
+      That is 10x cheaper than ``jax.random.choice(key, n, (B,), replace=False)``, which shuffles all
+      :math:`n` (0.05 against 0.55 ms per draw at n = 2000, B = 200 on CPU). Uniforms of the default float
+      dtype: in float32 (2^23 values) two of them tie at the subset's boundary with probability about
+      n / 2^23 per draw, where the lower index is taken; in float64 never in practice.
+    - ``"shuffle"``: the same law as ``"without_replacement"`` by flatter 0.1's draw,
+      ``jax.random.choice(key, n, (B,), replace=False)`` (a shuffle of all :math:`n`): other numbers from
+      the same keys, 10x slower; it reproduces, and resumes, the minibatch sweeps of flatter 0.1.
     - ``"with_replacement"``: :math:`B` independent uniform indices, ``jax.random.randint``, :math:`O(B)`.
       The label noise is drawn per slot of the batch, so at an interpolating point (where the
       minibatch gradient is label noise only) the noise covariance
@@ -119,7 +124,9 @@ def draw_batch(key: PRNGKeyArray, n: int, batch_size: int, sampling: str = "with
     """
     if sampling == "with_replacement":
         return jax.random.randint(key, (batch_size,), 0, n)
-    return jax.random.choice(key, n, (batch_size,), replace=False)
+    if sampling == "shuffle":
+        return jax.random.choice(key, n, (batch_size,), replace=False)
+    return jax.lax.top_k(jax.random.uniform(key, (n,)), batch_size)[1]
 
 
 def make_step(

@@ -6,6 +6,11 @@ interpolating point, where the minibatch gradient is label noise, both give sigm
 theory's B is the same. Tolerances are 5 standard errors of the Monte-Carlo estimate, with fixed seeds.
 """
 
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -123,6 +128,11 @@ def test_a_sweeps_sampling_is_part_of_its_identity_and_left_out_at_its_default()
     assert SweepSpec(**base).digest == SweepSpec(**base, sampling="without_replacement").digest
     assert "sampling" not in SweepSpec(**base).to_json()  # earlier sweeps' folders keep their names
     assert SweepSpec(**base, sampling="with_replacement").digest != SweepSpec(**base).digest
+    # A minibatch sweep's identity names the draw without replacement (its algorithm decides the numbers), a
+    # full-batch one does not: its folders of earlier versions resume.
+    minibatch = SweepSpec(**{**base, "problem": "matrix-sensing", "observable": "loss"}, batch_sizes=(4,))
+    assert minibatch.to_json()["minibatch_draw"] == "top_k-of-uniforms"
+    assert "minibatch_draw" not in SweepSpec(**base).to_json()
 
 
 def test_a_sweep_runs_its_sampling(tmp_path):
@@ -158,3 +168,27 @@ def test_a_sweep_runs_its_sampling(tmp_path):
     got = float(res.data["final_value"].reshape(-1)[1])
     np.testing.assert_allclose(got, float(direct.observables["loss"][-1]), rtol=1e-5)
     assert not np.isclose(got, float(other.observables["loss"][-1]), rtol=1e-3)
+
+
+LEGACY = Path(__file__).parent / "data" / "minibatch-sweep-0.1"
+"""A minibatch sweep written by flatter 0.1 (commit ac00d29, float64), whose draw without replacement was a shuffle."""
+
+
+def test_a_minibatch_sweep_of_flatter_0_1_loads_and_resumes_with_its_own_draw(tmp_path):
+    from flatter.sweep import SweepStoreError, load, run_sweep
+
+    folder = tmp_path / "legacy"
+    shutil.copytree(LEGACY, folder)
+    old = load(folder)
+    assert old.spec.sampling == "shuffle"  # read back as the draw that made it, under the digest it was stored with
+    assert old.spec.digest == json.loads((folder / "spec.json").read_text())["digest"] == "6ec9f09a3727a18d"
+    # Today's default draw is another sweep: refused in that folder, saying how to resume it.
+    today = dataclasses.replace(old.spec, sampling="without_replacement")
+    assert today.digest != old.spec.digest
+    with pytest.raises(SweepStoreError, match="sampling='shuffle' resumes it"):
+        run_sweep(today, folder, progress=False)
+    # sampling="shuffle" recomputes 0.1's numbers exactly; today's draw gives others from the same keys.
+    again = run_sweep(old.spec, tmp_path / "again", progress=False)
+    np.testing.assert_array_equal(again.data["final_value"], old.data["final_value"])
+    other = run_sweep(today, tmp_path / "today", progress=False)
+    assert not np.array_equal(other.data["final_value"], old.data["final_value"])

@@ -52,7 +52,7 @@ class NetworkPreset:
     within ``max_steps`` sizes the horizons from its horizon (a lower bound on :math:`t^*`) instead of stopping
     the run, for presets that test the pipeline rather than measure (whether 16 steps of a tiny ResNet lower
     tr∇²L by half depends on the processor's rounding). ``sampling``: how phase 2 draws its minibatches
-    (:func:`flatter.draw_batch`; ``"with_replacement"`` costs O(B) instead of a permutation of the training set).
+    (:func:`flatter.draw_batch`; ``"with_replacement"`` costs O(B) instead of a partial sort of n uniforms).
     """
 
     dataset: str

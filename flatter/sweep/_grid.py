@@ -23,6 +23,10 @@ LATER_FIELDS = {"noise": "gaussian", "flow_time": None, "curves": (), "sampling"
 """Fields added after the first release, with their defaults: left out of the digest when at the default, so
 the results folders of earlier sweeps still resume."""
 
+MINIBATCH_DRAW = "top_k-of-uniforms"
+"""How :func:`flatter.draw_batch` draws a batch without replacement, in a minibatch sweep's identity: flatter 0.1's
+draw (``sampling="shuffle"``) gave other numbers from the same keys, and its spec has no such entry."""
+
 VARIANTS = ("sgdm", "nesterov", "sgd-same-eta", "sgd-eta-eff", "sgdm-no-label-noise", "sngm")
 """Optimizer variants of a sweep point (eta, gamma, C):
 
@@ -57,7 +61,8 @@ class SweepSpec:
     ``curves`` names observables whose every record is kept (``curve_<name>`` in the results, for
     figures of the trajectories and criteria computed afterwards). ``sampling`` is how a step draws
     its minibatch of ``batch_sizes`` (:data:`flatter.SAMPLINGS`; :func:`flatter.draw_batch`): without
-    replacement by default, ``"with_replacement"`` for an O(B) draw on networks (the same limit dynamics).
+    replacement by default, ``"with_replacement"`` for an O(B) draw on networks (the same limit dynamics),
+    ``"shuffle"`` for flatter 0.1's draw (its minibatch sweeps load and resume as that).
 
     ``label_noise_mode`` says which labels a full-batch step (``batch_sizes`` None) noises: ``"one"`` (the
     default) one uniformly drawn label per step, scaled so that the noise is one-sample label-noise SGD's
@@ -219,6 +224,13 @@ class SweepSpec:
         for name, default in LATER_FIELDS.items():
             if fields[name] == default or (name == "curves" and not fields[name]):
                 del fields[name]
+        if any(b is not None for b in self.batch_sizes):
+            # The draw's algorithm decides the numbers: flatter 0.1 drew without replacement by a shuffle and wrote
+            # no sampling; today's draw (top_k) is marked, so the two never share a digest.
+            if self.sampling == "without_replacement":
+                fields["minibatch_draw"] = MINIBATCH_DRAW
+            elif self.sampling == "shuffle":
+                del fields["sampling"]
         return json.loads(json.dumps(fields))
 
     @property

@@ -12,7 +12,7 @@ import numpy as np
 from .._io import UNREADABLE_FILE_ERRORS, save_arrays, save_json
 from ._fit import OptimalGamma, PowerLawFit, optimal_gamma, power_law
 from ._grid import SweepSpec
-from ._store import SweepIncomplete, SweepStoreError, arrays_checksum, assemble, read_plan
+from ._store import SweepIncomplete, SweepStoreError, _drawn_by_shuffle, arrays_checksum, assemble, read_plan
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,7 +190,10 @@ class SweepResults:
 
 
 def _spec_from_json(spec_json: dict) -> SweepSpec:
-    return SweepSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec_json.items()})
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in spec_json.items() if k != "minibatch_draw"}
+    if _drawn_by_shuffle(spec_json):  # flatter 0.1's minibatch draw, "shuffle" today
+        fields["sampling"] = "shuffle"
+    return SweepSpec(**fields)
 
 
 def _verify_results(folder: Path, spec: SweepSpec, meta: dict, data: dict) -> None:
