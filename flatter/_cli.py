@@ -210,7 +210,9 @@ def _parser() -> argparse.ArgumentParser:
     large.presets_of = "large-batch"
     large.add_argument("--dataset", choices=("fashion-mnist", "cifar10"), default="fashion-mnist", help="the data")
     large.add_argument(
-        "--preset", default="quick", help="fashion-mnist: quick (2 CPU cores) or paper; cifar10: smoke or paper"
+        "--preset",
+        default=None,
+        help="fashion-mnist: quick (2 CPU cores; the default) or paper; cifar10: smoke (the default) or paper",
     )
     large.add_argument(
         "--data",
@@ -289,9 +291,8 @@ def _run(args: argparse.Namespace) -> None:
         from .drivers.large_batch import run_large_batch
 
         overrides = {k: getattr(args, k) for k in ("width", "seeds", "epochs") if getattr(args, k) is not None}
-        run_large_batch(
-            args.dataset, args.preset, args.out, data_dir=args.data, progress=not args.no_progress, **overrides
-        )
+        preset = args.preset or {"fashion-mnist": "quick", "cifar10": "smoke"}[args.dataset]
+        run_large_batch(args.dataset, preset, args.out, data_dir=args.data, progress=not args.no_progress, **overrides)
     elif args.command == "demo":
         from .drivers.demo import DemoConfig, run_demo
 

@@ -122,6 +122,10 @@ def draw_batch(key: PRNGKeyArray, n: int, batch_size: int, sampling: str = "with
       >>> print(draw_batch(jax.random.key(0), 10, 4, "with_replacement").shape)
       (4,)
     """
+    check_choice("sampling", sampling, SAMPLINGS)
+    n, batch_size = check_positive_int("n", n), check_positive_int("batch_size", batch_size)
+    if sampling != "with_replacement" and batch_size > n:
+        raise ValueError(f"batch_size must be <= n = {n} to draw without replacement, got {batch_size}")
     if sampling == "with_replacement":
         return jax.random.randint(key, (batch_size,), 0, n)
     if sampling == "shuffle":

@@ -53,6 +53,10 @@ def sweep_spec(**kw):
 STEPS, VALUES = jnp.arange(4), jnp.ones(4)
 
 CASES = [
+    # the minibatch draw
+    ("draw_batch B > n", lambda: flatter.draw_batch(KEY, 10, 20), ValueError, r"batch_size must be <= n = 10"),
+    ("draw_batch B < 0", lambda: flatter.draw_batch(KEY, 10, -1, "shuffle"), ValueError, r"batch_size must be"),
+    ("draw_batch sampling", lambda: flatter.draw_batch(KEY, 10, 3, "bogus"), ValueError, r"sampling must be one of"),
     # optimizers
     ("heavy_ball lr 0", lambda: flatter.heavy_ball(0.0, 0.5), ValueError, r"learning_rate must be > 0"),
     ("heavy_ball lr < 0", lambda: flatter.heavy_ball(-0.1, 0.5), ValueError, r"learning_rate must be > 0, got -0.1"),
@@ -378,6 +382,11 @@ CLI_CASES = [
     (["scaling", "--problem", "mnist"], r"argument --problem: invalid choice"),
     (["cstar", "--preset", "huge"], r"argument --preset: invalid choice"),
     (["frobnicate"], r"invalid choice"),
+    # the option the user can change, not an internal one (record_every)
+    (["demo", "--steps", "150", "--out", "{tmp}/demo"], r"--steps must be a multiple of 100 \(the demo records"),
+    (["fashion-mnist", "--data", "{file}", "--out", "{tmp}/f"], r"is a file; pass the folder that holds"),
+    # cifar10's own default preset (smoke), not fashion-mnist's (quick): what is missing is the data
+    (["large-batch", "--dataset", "cifar10", "--out", "{tmp}/lb"], r"--data is required for cifar10"),
 ]
 
 
@@ -388,7 +397,7 @@ def test_cli_errors_are_one_line_before_any_work(args, pattern, tmp_path):
 
     afile = tmp_path / "afile"
     afile.write_text("")
-    args = [a.replace("{file}", str(afile)) for a in args]
+    args = [a.replace("{file}", str(afile)).replace("{tmp}", str(tmp_path)) for a in args]
     out = subprocess.run([sys.executable, "-m", "flatter._cli", *args], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()

@@ -35,6 +35,8 @@ def load_fashion_mnist(folder: str | Path | None = None) -> ImageDataset:
     which file was expected where and how to get it.
     """
     folder = Path(folder) if folder is not None else DEBIAN_FOLDER
+    if folder.is_file():
+        raise NotADirectoryError(f"Fashion-MNIST: {folder} is a file; pass the folder that holds the four IDX files")
     arrays = {}
     for key, name in FILES.items():
         candidates = [folder / f"{name}.gz", folder / name]

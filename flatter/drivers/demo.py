@@ -39,6 +39,14 @@ class DemoConfig:
     threshold: float = 0.2
     seed: int = 0
 
+    def __post_init__(self):
+        # Checked before any work, and named as the command line names it (record_every is not an option there).
+        if self.steps % self.record_every:
+            raise ValueError(
+                f"--steps must be a multiple of {self.record_every} (the demo records every {self.record_every} "
+                f"steps), got {self.steps}"
+            )
+
 
 def headline(rule: dict, fair: dict, same_eta: dict, horizon: int) -> str:
     """The demo's comparison against the fair baseline, SGD at the same effective step eta_eff = eta/(1-beta),
