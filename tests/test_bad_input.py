@@ -20,6 +20,7 @@ import flatter
 from flatter.sweep import SweepSpec, load, run_sweep
 
 KEY = jax.random.key(0)
+TOY_PROBLEM, TOY_START = flatter.problems.toy_valley(), jnp.array([0.0, 1.0])
 TOY = dict(problem="toy-valley", observable="abs_y", threshold=0.1, phase1=False, gammas=(0.5,), etas=(0.01,))
 
 
@@ -53,6 +54,19 @@ def sweep_spec(**kw):
 STEPS, VALUES = jnp.arange(4), jnp.ones(4)
 
 CASES = [
+    # the regime of a point
+    (
+        "regime sigma < 0",
+        lambda: flatter.limit.regime(TOY_PROBLEM, TOY_START, sigma=-1.0, C=1.0),
+        ValueError,
+        r"sigma must be >= 0",
+    ),
+    (
+        "regime C = 0",
+        lambda: flatter.limit.regime(TOY_PROBLEM, TOY_START, sigma=1.0, C=0.0),
+        ValueError,
+        r"C must be > 0",
+    ),
     # the minibatch draw
     ("draw_batch B > n", lambda: flatter.draw_batch(KEY, 10, 20), ValueError, r"batch_size must be <= n = 10"),
     ("draw_batch B < 0", lambda: flatter.draw_batch(KEY, 10, -1, "shuffle"), ValueError, r"batch_size must be"),

@@ -6,7 +6,7 @@ import math
 from typing import NamedTuple
 
 from .._problem import Params, Problem
-from .._validation import check_positive
+from .._validation import check_positive, check_positive_int, check_range
 from ..valley._descent_curvature import descent_geometry
 from ._critical import coupling_at_two_thirds
 
@@ -70,6 +70,9 @@ def regime(problem: Problem, params: Params, *, sigma: float, C: float, batch_si
       >>> print(f"{found.zeta:.3f} {found.side} {found.kappa} {found.curvature:.3f}")
       0.707 underdamped 0.25 2.000
     """
+    check_range("sigma", sigma, lower=0.0)
+    check_positive("C", C)
+    batch_size = check_positive_int("batch_size", batch_size)
     kappa = float(coupling_at_two_thirds(sigma, C, batch_size))
     curvature = descent_geometry(problem, params).curvature
     return Regime(kappa, curvature, damping_ratio(kappa, curvature))
