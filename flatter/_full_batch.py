@@ -13,6 +13,7 @@ import numpy as np
 from ._io import UNREADABLE_FILE_ERRORS, save_arrays
 from ._precision import full_precision
 from ._problem import Params, Problem
+from ._progress import keep_alive
 from ._validation import check_momentum, check_positive, check_positive_int
 
 
@@ -101,7 +102,7 @@ def fit_training_set(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=max_steps, unit="step", desc="phase 1 (full batch)")
-    with full_precision():
+    with full_precision(), keep_alive(bar):  # the first block compiles before the bar can move
         done, loss, accuracy = fitted(state[0])
         while not done and steps < max_steps:
             state = block(state)

@@ -16,6 +16,7 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree
 
 from ._precision import full_precision
 from ._problem import Observable, Params, Problem
+from ._progress import keep_alive
 from ._structural_jit import structural_compile, structural_jit
 from ._validation import check_choice, check_key, check_positive_int, is_concrete
 from .transforms._label_flip import LabelFlipState, draw_label_flip
@@ -433,17 +434,18 @@ def simulate(
     chunk = (_host_loop_chunk if host else _chunk_function)(
         optimizer, batch_size, sampling, record_every, total // chunks, names
     )
-    for _ in range(chunks):
-        # Eager calls compile once per program (not per optimizer object); under jit/vmap the caller compiles.
-        with full_precision():
-            if host:
-                carry, (ks, obs) = chunk(problem, carry)
-            else:
-                carry, (ks, obs) = structural_jit(chunk, problem, carry) if eager else chunk(problem, carry)
-        step_list.append(ks)
-        obs_list.append(obs)
-        if bar is not None:
-            bar.update(steps // chunks)
+    with keep_alive(bar):  # the first chunk compiles before the bar can move
+        for _ in range(chunks):
+            # Eager calls compile once per program (not per optimizer object); under jit/vmap the caller compiles.
+            with full_precision():
+                if host:
+                    carry, (ks, obs) = chunk(problem, carry)
+                else:
+                    carry, (ks, obs) = structural_jit(chunk, problem, carry) if eager else chunk(problem, carry)
+            step_list.append(ks)
+            obs_list.append(obs)
+            if bar is not None:
+                bar.update(steps // chunks)
     if bar is not None:
         bar.close()
     return _trajectory(carry, step_list, obs_list, names)

@@ -19,6 +19,7 @@ from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
 from ._criteria import first_passage, settling_time
 from ._problem import Params, Problem
+from ._progress import keep_alive
 from ._validation import check_choice, check_momentum, check_positive, check_positive_int, check_range
 from .limit._critical import coupling_at_two_thirds, critical_flow, critical_kappa
 from .limit._dynamics import label_noise_flow as _label_noise_flow
@@ -336,8 +337,9 @@ def predict_grid(
             for index in np.array_split(group, -(-group.size // block)):
                 padded = np.resize(index, block)
                 hyper = reduced_hyperparameters(eta[padded], beta[padded], sigma[padded], batch_size, ds[padded])
-                out = run(problem, params0, keys[padded], hyper, threshold, np.int32(steps))
-                f, fc, st, sc, ends = (np.asarray(v)[: index.size] for v in out)
+                with keep_alive(bar):  # the first call compiles: seconds with nothing to count
+                    out = run(problem, params0, keys[padded], hyper, threshold, np.int32(steps))
+                    f, fc, st, sc, ends = (np.asarray(v)[: index.size] for v in out)
                 if bar is not None:  # a call is a few seconds on CPU: the bar moves with each, not each round
                     calls += 1
                     bar.set_postfix(horizon_doublings=int(doublings[todo].max()), calls=calls)

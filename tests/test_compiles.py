@@ -156,3 +156,26 @@ def test_a_second_run_of_a_command_compiles_nothing(tmp_path):
     assert first > 0 and any((tmp_path / "cache").iterdir())
     assert compiles("b") == 0
     assert compiles("c", FLATTER_COMPILATION_CACHE="0") == first  # off: everything compiles again
+
+
+def test_a_bar_is_redrawn_while_a_long_call_reports_nothing():
+    """keep_alive redraws the bar on a timer while the body runs (a compile, a chunk), and stops with it."""
+    import time as clock
+
+    from flatter._progress import keep_alive
+
+    class Bar:
+        disable, draws = False, 0
+
+        def refresh(self):
+            self.draws += 1
+
+    bar = Bar()
+    with keep_alive(bar, every=0.05):
+        clock.sleep(0.5)
+    drawn = bar.draws
+    assert 5 <= drawn <= 11  # about one redraw per 0.05 s of the 0.5 s call
+    clock.sleep(0.2)
+    assert bar.draws == drawn  # and none after it
+    with keep_alive(None):  # no bar (progress off): nothing to redraw
+        pass

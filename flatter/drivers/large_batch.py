@@ -22,6 +22,7 @@ import numpy as np
 
 from .._io import UNREADABLE_FILE_ERRORS, environment, save_arrays, save_json
 from .._problem import Problem
+from .._progress import keep_alive
 from ..figures import large_batch_figure, save_figure
 from ..large_batch import (
     LABELS,
@@ -281,23 +282,24 @@ def run_cells(
             start = time.perf_counter()
             bar = tqdm(desc=f"  {LABELS[name]} B={batch}: tuning and training", unit=" epochs", leave=False,
                        disable=not progress)  # fmt: skip
-            cell = tune_and_train(
-                problem,
-                init,
-                optimizer=name,
-                batch_size=batch,
-                epochs=config.epochs,
-                grid=grid,
-                validation=validation,
-                target=config.target_accuracy,
-                seeds=config.seeds,
-                tuning_seeds=config.tuning_seeds,
-                warmup_epochs=config.warmup_epochs,
-                momentum=config.momentum,
-                weight_decay=config.weight_decay,
-                trust_coefficient=config.trust_coefficient,
-                on_epoch=bar.update,
-            )
+            with keep_alive(bar):  # a cell's program compiles before its first epoch ticks
+                cell = tune_and_train(
+                    problem,
+                    init,
+                    optimizer=name,
+                    batch_size=batch,
+                    epochs=config.epochs,
+                    grid=grid,
+                    validation=validation,
+                    target=config.target_accuracy,
+                    seeds=config.seeds,
+                    tuning_seeds=config.tuning_seeds,
+                    warmup_epochs=config.warmup_epochs,
+                    momentum=config.momentum,
+                    weight_decay=config.weight_decay,
+                    trust_coefficient=config.trust_coefficient,
+                    on_epoch=bar.update,
+                )
             bar.close()
             seconds[name, batch] = time.perf_counter() - start
             runs = len(grid) * config.tuning_seeds + config.seeds

@@ -331,6 +331,7 @@ def pilot_flow_time(
             batch_size=config.batch_size,
             sampling=config.sampling,
             observables=["trace"],
+            progress=progress,
         )
         settle = settling_time(traj.steps, traj.observables["trace"], threshold, diverged=traj.diverged)
         if not bool(settle.censored) or steps >= config.max_steps:

@@ -21,6 +21,7 @@ from .._devices import count_compiles, place_runs, runs_sharding
 from .._interpolate import interpolate
 from .._io import environment
 from .._precision import full_precision
+from .._progress import keep_alive
 from .._simulate import RECORD_LISTENERS, loops_are_slow, simulate, simulate_records
 from .._validation import check_positive_int
 from ..problems import make_problem
@@ -177,6 +178,12 @@ def _records_tick(bar, run_steps: int, records: int, sharding):
     if bar is None:
         yield
         return
+    with keep_alive(bar), _ticking(bar, run_steps, records, sharding):
+        yield
+
+
+@contextlib.contextmanager
+def _ticking(bar, run_steps: int, records: int, sharding):
     calls = records * (1 if sharding is None else jax.device_count())
     moved, lock = [0], threading.Lock()
 
