@@ -245,3 +245,16 @@ def test_to_xarray_labels_every_axis(tmp_path):
     picked = ds["T_settle"].sel(variant="sgdm", gamma=2 / 3, eta=0.004).values.reshape(-1)
     np.testing.assert_array_equal(picked, res.sel(variant="sgdm", gamma=2 / 3, eta=0.004)["T_settle"])
     assert list(ds["batch_size"].values) == ["full"] and ds.attrs["digest"] == res.spec.digest
+
+
+def test_a_sweep_with_its_bar_on_gives_the_numbers_of_one_without(tmp_path, capsys):
+    """The bar's heartbeat (a host callback at every record) is only in the program; the runs are the same, and
+    the bar reaches every requested run-step."""
+    spec = toy_spec(batch_sizes=(None,), seeds=2, records=16)
+    quiet = run_sweep(spec, tmp_path / "quiet", progress=False)
+    shown = run_sweep(spec, tmp_path / "shown", progress=True)
+    for name in ("T_settle", "T_first", "final_value", "censored_settle"):
+        np.testing.assert_array_equal(shown.data[name], quiet.data[name])
+    bar = capsys.readouterr().err.replace("\r", "\n").splitlines()
+    final = [line for line in bar if line.startswith("sweep toy-valley") and "100%" in line]
+    assert final, bar[-3:]
