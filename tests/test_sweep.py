@@ -255,6 +255,6 @@ def test_a_sweep_with_its_bar_on_gives_the_numbers_of_one_without(tmp_path, caps
     shown = run_sweep(spec, tmp_path / "shown", progress=True)
     for name in ("T_settle", "T_first", "final_value", "censored_settle"):
         np.testing.assert_array_equal(shown.data[name], quiet.data[name])
-    bar = capsys.readouterr().err.replace("\r", "\n").splitlines()
+    bar = capsys.readouterr().err.splitlines()  # tqdm's carriage returns split lines too
     final = [line for line in bar if line.startswith("sweep toy-valley") and "100%" in line]
     assert final, bar[-3:]
