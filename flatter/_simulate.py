@@ -16,7 +16,7 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree
 
 from ._precision import full_precision
 from ._problem import Observable, Params, Problem
-from ._progress import keep_alive
+from ._progress import keep_alive, tick_in_program
 from ._structural_jit import structural_compile, structural_jit
 from ._validation import check_choice, check_key, check_positive_int, is_concrete
 from .transforms._label_flip import LabelFlipState, draw_label_flip
@@ -278,7 +278,7 @@ def _chunk_function(
     heartbeat: bool = False,
 ) -> Callable:
     """``(problem, carry) -> (carry, (steps, observables))``: ``n_records`` records of ``record_every`` steps;
-    with ``heartbeat`` each record calls :data:`RECORD_LISTENERS` on the host (a sweep's progress bar)."""
+    with ``heartbeat`` each record ticks the host (:func:`flatter._progress.tick`: a sweep's progress bar)."""
     one_step = _step_function(optimizer, batch_size, sampling)
     end_record = _record_function(names)
 
@@ -288,22 +288,13 @@ def _chunk_function(
             # fori_loop: a scan for a static record_every, a while loop for a traced one (one compile, any horizon).
             c = jax.lax.fori_loop(0, record_every, lambda _, c: one_step(problem, c), c)
             if heartbeat:  # the record index is the same for every run: under vmap, once per record (and device)
-                jax.debug.callback(_record_done, index)
+                tick_in_program(index)
             return end_record(problem, c, start)
 
         # Without a heartbeat the loop is the plain one (no index input): the hot path is unchanged.
         return jax.lax.scan(one_record, carry, jnp.arange(n_records) if heartbeat else None, length=n_records)
 
     return run
-
-
-RECORD_LISTENERS: list[Callable[[], Any]] = []
-"""Called on the host at each record of a program built with ``heartbeat`` (from XLA's thread)."""
-
-
-def _record_done(index) -> None:
-    for listener in RECORD_LISTENERS:
-        listener()
 
 
 def _host_loop_chunk(
@@ -468,8 +459,8 @@ def simulate_records(
 
     The building block of sweeps: inside ``jit``/``vmap`` the number of steps between records is an
     input of the compiled program, not a constant, so one compile serves every horizon of a sweep.
-    No validation or chunking (the caller validates once); ``heartbeat`` calls the functions in
-    :data:`RECORD_LISTENERS` on the host at every record, for a progress bar inside a long compiled call.
+    No validation or chunking (the caller validates once); ``heartbeat`` ticks the host at every
+    record (:func:`flatter._progress.listening` hears it), for a progress bar inside a long compiled call.
     """
     names = problem.resolve_observables(observables)
     carry, step_list, obs_list = _start(problem, optimizer, params0, key, None, names)

@@ -13,6 +13,7 @@ from jaxtyping import Array, ArrayLike, Float
 
 from .._devices import padded_run_count, place_runs, runs_sharding
 from .._problem import Params, Problem
+from .._progress import listening, tick, tick_in_program
 from .._simulate import loops_are_slow
 from .._validation import check_positive_int, check_range
 from ..transforms import large_batch_schedule
@@ -99,8 +100,7 @@ def train_runs(
     params0 = None if init_fn is not None else init
     start = _functions(config)[0]
     params_like = jax.eval_shape(start, params0, key_data[0])[0]
-    _ON_EPOCH.append(on_epoch)
-    try:
+    with listening(on_epoch):
         if loops_are_slow(problem, params_like):
             # Convolutions: one compiled step per call and one run after another (a vmapped convolution is a
             # grouped one, and a convolution's gradient inside a loop is slow; see flatter.loops_are_slow).
@@ -115,7 +115,7 @@ def train_runs(
                         params, state, loss = jstep(problem, peak, params, state, idx)
                         losses.append(loss)
                     record.append((jnp.mean(jnp.stack(losses)), *jeval(problem, val_x, val_y, params)))
-                    _epoch_finished(0)
+                    tick()
                 out.append([np.asarray(jax.device_get(jnp.stack(r))) for r in zip(*record, strict=True)])
             loss, val_acc, test_acc = (np.stack(a).astype(np.float64) for a in zip(*out, strict=True))
         else:
@@ -134,21 +134,10 @@ def train_runs(
                 result = jax.device_get(fn(problem, val_x, val_y, params0, *args))
                 parts.append([np.asarray(a, dtype=np.float64)[: members.size] for a in result])
             loss, val_acc, test_acc = (np.concatenate(a) for a in zip(*parts, strict=True))
-    finally:
-        _ON_EPOCH.pop()
     diverged = ~np.all(np.isfinite(loss), axis=1)
     val_acc[diverged] = np.nan
     test_acc[diverged] = np.nan
     return TrainingCurves(loss, val_acc, test_acc, diverged)
-
-
-_ON_EPOCH: list[Callable[[], Any] | None] = []
-"""The ``on_epoch`` of the train_runs call in progress (the compiled programs call back here, from XLA's thread)."""
-
-
-def _epoch_finished(epoch) -> None:
-    if _ON_EPOCH and _ON_EPOCH[-1] is not None:
-        _ON_EPOCH[-1]()
 
 
 class _Config(NamedTuple):
@@ -205,8 +194,7 @@ def _functions(config: _Config):
 
             key, index = key_index
             carry, losses = jax.lax.scan(inner, carry, batches(key))
-            # The epoch index is the same for every run: under vmap the host hears once per epoch, not per run.
-            jax.debug.callback(_epoch_finished, index)
+            tick_in_program(index)  # once per epoch (and device), not per run
             return carry, (jnp.mean(losses), *evaluate(problem, val_x, val_y, carry[0]))
 
         carry = (params, optimizer_at(peak).init(params))

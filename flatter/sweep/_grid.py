@@ -27,6 +27,14 @@ MINIBATCH_DRAW = "top_k-of-uniforms"
 """How :func:`flatter.draw_batch` draws a batch without replacement, in a minibatch sweep's identity: flatter 0.1's
 draw (``sampling="shuffle"``) gave other numbers from the same keys, and its spec has no such entry."""
 
+
+def drawn_by_shuffle(spec_json: dict) -> bool:
+    """Whether a stored spec is a minibatch sweep of flatter 0.1 (no sampling, no minibatch_draw entry): the inverse
+    of what :meth:`SweepSpec.to_json` writes for ``sampling="shuffle"``."""
+    minibatch = any(b is not None for b in spec_json.get("batch_sizes", [None]))
+    return minibatch and "sampling" not in spec_json and "minibatch_draw" not in spec_json
+
+
 VARIANTS = ("sgdm", "nesterov", "sgd-same-eta", "sgd-eta-eff", "sgdm-no-label-noise", "sngm")
 """Optimizer variants of a sweep point (eta, gamma, C):
 
@@ -232,6 +240,14 @@ class SweepSpec:
             elif self.sampling == "shuffle":
                 del fields["sampling"]
         return json.loads(json.dumps(fields))
+
+    @classmethod
+    def from_json(cls, spec_json: dict) -> SweepSpec:
+        """The spec that :meth:`to_json` wrote (lists back to tuples; flatter 0.1's minibatch specs as ``shuffle``)."""
+        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in spec_json.items() if k != "minibatch_draw"}
+        if drawn_by_shuffle(spec_json):
+            fields["sampling"] = "shuffle"
+        return cls(**fields)
 
     @property
     def digest(self) -> str:

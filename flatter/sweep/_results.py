@@ -12,7 +12,7 @@ import numpy as np
 from .._io import UNREADABLE_FILE_ERRORS, save_arrays, save_json
 from ._fit import OptimalGamma, PowerLawFit, optimal_gamma, power_law
 from ._grid import SweepSpec
-from ._store import SweepIncomplete, SweepStoreError, _drawn_by_shuffle, arrays_checksum, assemble, read_plan
+from ._store import SweepIncomplete, SweepStoreError, arrays_checksum, assemble, read_plan
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,13 +189,6 @@ class SweepResults:
         )
 
 
-def _spec_from_json(spec_json: dict) -> SweepSpec:
-    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in spec_json.items() if k != "minibatch_draw"}
-    if _drawn_by_shuffle(spec_json):  # flatter 0.1's minibatch draw, "shuffle" today
-        fields["sampling"] = "shuffle"
-    return SweepSpec(**fields)
-
-
 def _verify_results(folder: Path, spec: SweepSpec, meta: dict, data: dict) -> None:
     """results.json, results.npz and spec.json must name one sweep, and the arrays be the ones results.json
     describes; ``data`` loses its ``sweep_digest`` entry."""
@@ -238,7 +231,7 @@ def load(folder: str | Path, *, partial: bool = False) -> SweepResults:
     if results_file.exists() and not partial:
         try:
             meta = json.loads(results_file.read_text())
-            spec = _spec_from_json(meta.pop("spec"))
+            spec = SweepSpec.from_json(meta.pop("spec"))
             with np.load(folder / "results.npz", allow_pickle=False) as f:
                 data = {k: f[k] for k in f.files}
         except (*UNREADABLE_FILE_ERRORS, TypeError) as err:
@@ -249,7 +242,7 @@ def load(folder: str | Path, *, partial: bool = False) -> SweepResults:
         _verify_results(folder, spec, meta, data)
         return SweepResults(spec, data, meta)
     try:
-        spec = _spec_from_json(json.loads(spec_file.read_text())["spec"])
+        spec = SweepSpec.from_json(json.loads(spec_file.read_text())["spec"])
     except FileNotFoundError:
         raise SweepStoreError(f"{folder} holds no sweep (no spec.json, no results.json)") from None
     except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as err:

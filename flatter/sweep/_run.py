@@ -21,8 +21,8 @@ from .._devices import count_compiles, place_runs, runs_sharding
 from .._interpolate import interpolate
 from .._io import environment
 from .._precision import full_precision
-from .._progress import keep_alive
-from .._simulate import RECORD_LISTENERS, loops_are_slow, simulate, simulate_records
+from .._progress import keep_alive, listening
+from .._simulate import loops_are_slow, simulate, simulate_records
 from .._validation import check_positive_int
 from ..problems import make_problem
 from ..timescales import settle_estimate
@@ -178,12 +178,6 @@ def _records_tick(bar, run_steps: int, records: int, sharding):
     if bar is None:
         yield
         return
-    with keep_alive(bar), _ticking(bar, run_steps, records, sharding):
-        yield
-
-
-@contextlib.contextmanager
-def _ticking(bar, run_steps: int, records: int, sharding):
     calls = records * (1 if sharding is None else jax.device_count())
     moved, lock = [0], threading.Lock()
 
@@ -193,11 +187,8 @@ def _ticking(bar, run_steps: int, records: int, sharding):
             moved[0] += step
         bar.update(step)
 
-    RECORD_LISTENERS.append(tick)
-    try:
+    with listening(tick):
         yield
-    finally:
-        RECORD_LISTENERS.remove(tick)
     bar.update(run_steps - moved[0])
 
 
@@ -523,7 +514,8 @@ def execute_plan(plan: SweepPlan, *, max_chunks, shard, progress, verbose) -> tu
     compiled: dict[tuple, object] = {}
     ran = 0
     saved, total = int(plan.done[plan.unique].sum()), len(plan.unique)
-    with count_compiles() as compiles, _interrupt_says_what_is_saved(lambda: saved, total, plan.out):
+    # keep_alive: a chunk's program compiles before its first record can tick the bar.
+    with count_compiles() as compiles, _interrupt_says_what_is_saved(lambda: saved, total, plan.out), keep_alive(bar):
         for chunk in plan.chunks:
             if max_chunks is not None and ran >= max_chunks:
                 break

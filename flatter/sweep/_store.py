@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .._io import UNREADABLE_FILE_ERRORS, save_arrays, save_json
+from ._grid import drawn_by_shuffle
 
 CHUNK_FORMAT = 1
 
@@ -57,12 +58,6 @@ def chunk_files(out: Path) -> list[Path]:
     return sorted(folder.glob("*.npz")) if folder.is_dir() else []
 
 
-def _drawn_by_shuffle(spec_json: dict) -> bool:
-    """Whether a stored spec is a minibatch sweep of flatter 0.1 (no sampling, no minibatch_draw entry)."""
-    minibatch = any(b is not None for b in spec_json.get("batch_sizes", [None]))
-    return minibatch and "sampling" not in spec_json and "minibatch_draw" not in spec_json
-
-
 def claim_folder(out: Path, spec, start: str | None = None) -> None:
     """Check that ``out`` is free or holds this sweep (before any work; under the lock).
 
@@ -87,11 +82,7 @@ def claim_folder(out: Path, spec, start: str | None = None) -> None:
             digest = None
         if digest is not None and digest != spec.digest and has_results:
             legacy = ""
-            if (
-                isinstance(recorded, dict)
-                and _drawn_by_shuffle(recorded.get("spec", {}))
-                and spec.sampling != "shuffle"
-            ):
+            if isinstance(recorded, dict) and drawn_by_shuffle(recorded.get("spec", {})) and spec.sampling != "shuffle":
                 legacy = " (its minibatches were drawn by flatter 0.1's shuffle: sampling='shuffle' resumes it)"
             raise SweepStoreError(
                 f"{out} holds results of a different sweep (digest {digest}, this one is {spec.digest}){legacy}; "
