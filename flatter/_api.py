@@ -12,7 +12,13 @@ from . import (
     transforms as transforms,
     valley as valley,
 )
-from ._compare import Comparison as Comparison, compare as compare, plot_comparison as plot_comparison
+from ._compare import (
+    Comparison as Comparison,
+    DiscrepancyOrder as DiscrepancyOrder,
+    compare as compare,
+    discrepancy_order as discrepancy_order,
+    plot_comparison as plot_comparison,
+)
 from ._criteria import (
     PassageTime as PassageTime,
     first_passage as first_passage,

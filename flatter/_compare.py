@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import NamedTuple
 
 import jax
@@ -11,7 +13,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._problem import Params, Problem
+from ._problem import Observable, Params, Problem
 from ._simulate import simulate
 from ._validation import check_momentum, check_positive, check_positive_int
 from .limit._dynamics import label_noise_flow
@@ -29,9 +31,11 @@ class Comparison(NamedTuple):
     seed mean; ``max_discrepancy`` is its largest value over the records. Runs that diverged are
     left out of the mean and counted in ``diverged`` (all diverged: the mean is NaN, and
     ``max_discrepancy`` is ``inf``). ``limit_error`` estimates the limit path's own integration error
-    by step doubling (``|limit - limit at twice the step|``, the error of a first-order scheme at the
-    finer step), and ``limit_substeps`` is the number of projected Euler steps between records that
-    was needed to bring it below a tenth of the discrepancy (or the cap).
+    by step doubling (``|limit - limit at twice the step| / 3``, Richardson's estimate of the error of a
+    second-order scheme at the finer step), and ``limit_substeps`` is the number of projected Heun steps between
+    records that
+    was needed to bring it below a tenth of the discrepancy (or the cap). ``also`` holds one
+    Comparison per further observable asked for, read on the same runs and limit paths.
     """
 
     observable: str
@@ -48,6 +52,7 @@ class Comparison(NamedTuple):
     diverged: int
     limit_error: Float[Array, " R"]
     limit_substeps: int
+    also: Mapping[str, Comparison] = MappingProxyType({})
 
     @property
     def max_discrepancy(self) -> float:
@@ -68,7 +73,8 @@ def compare(
     batch_size: int | None = None,
     records: int = 50,
     observable: str = "trace_hessian",
-    limit_substeps: int = 4,
+    also: Sequence[str] | Mapping[str, Observable] = (),
+    limit_substeps: int = 2,
     max_limit_substeps: int = 256,
 ) -> Comparison:
     r"""Run label-noise SGDM (``seeds`` runs, vmapped) and the label-noise limit flow from one point.
@@ -77,11 +83,14 @@ def compare(
     ``optax.chain(label_noise(sigma), heavy_ball(eta, beta))`` with minibatches of ``batch_size``
     (full batch with every label noised when ``None``, so :math:`B = n`). Limit:
     :func:`flatter.limit.label_noise_flow` with the same :math:`\sigma, B`, integrated to
-    :math:`t_1` with ``limit_substeps`` projected Euler steps between records, doubled (up to
+    :math:`t_1` with ``limit_substeps`` projected Heun steps between records (second order: diffrax's ``Heun``
+    ending every step on Γ, :class:`flatter.limit.ProjectedSolver`), doubled (up to
     ``max_limit_substeps``) until the step-doubling estimate of its error is below a tenth of the
     discrepancy it is compared with, so that the reported discrepancy is the discrete dynamics'
     and not the integrator's. Both are recorded at ``records + 1`` common times
-    :math:`t_j = \eta_\mathrm{eff}^2 k_j`.
+    :math:`t_j = \eta_\mathrm{eff}^2 k_j`. ``also`` names further observables (the problem's, or a mapping of
+    name to function) read on the same runs and paths, each returned as its own Comparison in
+    ``Comparison.also`` (the step is refined for ``observable`` alone).
 
     Examples:
       >>> import jax, jax.numpy as jnp, flatter
@@ -103,6 +112,11 @@ def compare(
     start = project(problem, params0)
     batch = problem.num_examples if batch_size is None else batch_size
     mode = "all" if batch_size is None else "minibatch"
+    read = dict(problem.resolve_observables([observable]))
+    extra = dict(problem.resolve_observables(also)) if also else {}
+    if observable in extra:
+        raise ValueError(f"also must not repeat observable={observable!r}")
+    read.update(extra)
 
     def run(k):
         k_noise, k_sim = jax.random.split(k)
@@ -115,12 +129,13 @@ def compare(
             key=k_sim,
             record_every=record_every,
             batch_size=batch_size,
-            observables=[observable],
+            observables=read,
         )
-        return traj.steps, traj.observables[observable], traj.diverged
+        return traj.steps, traj.observables, traj.diverged
 
-    steps, values, diverged = jax.jit(jax.vmap(run))(jax.random.split(key, seeds))
-    values = values[~np.asarray(diverged)]
+    steps, observed, diverged = jax.jit(jax.vmap(run))(jax.random.split(key, seeds))
+    observed = {name: v[~np.asarray(diverged)] for name, v in observed.items()}
+    values = observed[observable]
     steps = steps[0]
     t = steps * eta_eff**2
     flow = label_noise_flow(problem, sigma=sigma, batch_size=batch)
@@ -129,38 +144,33 @@ def compare(
     def limit_path(substeps):
         dt = record_every * eta_eff**2 / substeps
         sol = integrate(
-            problem, flow, start, t1=records * substeps * dt, dt=dt, save_every=substeps, observables=[observable]
-        )
-        return sol.observables[observable]
+            problem, flow, start, t1=records * substeps * dt, dt=dt, save_every=substeps, observables=read,
+            method="diffrax",
+        )  # fmt: skip
+        return sol.observables
 
     mean_estimate = values.mean(0) if kept else None
     coarse, substeps = limit_path(limit_substeps), limit_substeps
     while True:
-        limit = limit_path(2 * substeps)
+        limits = limit_path(2 * substeps)
         substeps *= 2
-        limit_error = jnp.abs(limit - coarse)
-        target = 0.1 * float(jnp.max(jnp.abs(mean_estimate - limit))) if kept else 0.0
+        limit_error = jnp.abs(limits[observable] - coarse[observable]) / 3  # Heun: error(h) ~ 4 error(h/2)
+        target = 0.1 * float(jnp.max(jnp.abs(mean_estimate - limits[observable]))) if kept else 0.0
         if float(jnp.max(limit_error)) <= target or 2 * substeps > max_limit_substeps:
             break
-        coarse = limit
-    mean = values.mean(0) if kept else jnp.full_like(limit, jnp.nan)
-    stderr = values.std(0, ddof=1) / math.sqrt(kept) if kept > 1 else jnp.zeros_like(limit)
-    return Comparison(
-        observable,
-        eta,
-        beta,
-        steps.astype(float),
-        t,
-        values,
-        mean,
-        stderr,
-        limit,
-        jnp.abs(mean - limit),
-        stderr,
-        int(np.sum(diverged)),
-        limit_error,
-        substeps,
-    )
+        coarse = limits
+
+    def comparison(name):
+        values, limit = observed[name], limits[name]
+        mean = values.mean(0) if kept else jnp.full_like(limit, jnp.nan)
+        stderr = values.std(0, ddof=1) / math.sqrt(kept) if kept > 1 else jnp.zeros_like(limit)
+        error = jnp.abs(limit - coarse[name]) / 3
+        return Comparison(
+            name, eta, beta, steps.astype(float), t, values, mean, stderr, limit, jnp.abs(mean - limit), stderr,
+            int(np.sum(diverged)), error, substeps,
+        )  # fmt: skip
+
+    return comparison(observable)._replace(also=MappingProxyType({name: comparison(name) for name in extra}))
 
 
 OBSERVABLE_LABELS = {
@@ -191,3 +201,64 @@ def plot_comparison(
     ax.set_xlabel(r"$t = \eta_\mathrm{eff}^2\,k$")
     ax.set_ylabel(ylabel or OBSERVABLE_LABELS.get(comparison.observable, comparison.observable))
     return ax
+
+
+class DiscrepancyOrder(NamedTuple):
+    r"""The order :math:`q` of :math:`\max_t|\text{discrete} - \text{limit}| \propto \eta_\mathrm{eff}^q`.
+
+    ``eta_eff`` and ``discrepancy`` (the largest over the records) and its ``stderr`` per comparison;
+    ``resolved`` marks the points above the noise floor (discrepancy > 2 standard errors), the only ones the
+    fit uses; ``interval`` is the 68 % range of the order over a parametric bootstrap of the resolved
+    discrepancies (``nan`` where fewer than two points are resolved).
+    """
+
+    order: float
+    interval: tuple[float, float]
+    eta_eff: np.ndarray
+    discrepancy: np.ndarray
+    stderr: np.ndarray
+    resolved: np.ndarray
+
+    def __str__(self) -> str:
+        lo, hi = self.interval
+        dropped = int(np.sum(~self.resolved))
+        floor = f"; {dropped} point(s) at the noise floor left out" if dropped else ""
+        return f"order {self.order:.2f} [{lo:.2f}, {hi:.2f}] over {int(np.sum(self.resolved))} step sizes{floor}"
+
+
+def discrepancy_order(comparisons: Sequence[Comparison], *, resamples: int = 2000, seed: int = 0) -> DiscrepancyOrder:
+    r"""Fit :math:`\log \max_t|\text{discrete}-\text{limit}| = q\,\log\eta_\mathrm{eff} + c` over comparisons at
+    several step sizes (least squares on the log-log plot, as diffrax's SDE convergence tests do).
+
+    A point whose largest discrepancy is within 2 standard errors of the seed mean is at the noise floor: it
+    measures the seeds, not the step size, and is left out of the fit (and reported). The interval resamples
+    each resolved discrepancy as Normal(value, stderr) at its worst record and refits (``resamples`` times,
+    ``seed`` fixed: same numbers on every run).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, flatter
+      >>> comps = [flatter.compare(flatter.problems.toy_valley(), jnp.array([0.0, 1.0]), eta=eta, beta=0.0,
+      ...                          sigma=1.0, t1=2.0, key=jax.random.key(0), seeds=256, records=10, observable="y")
+      ...          for eta in (0.04, 0.02, 0.01)]
+      >>> fit = flatter.discrepancy_order(comps)
+      >>> print(bool(0.7 < fit.order < 1.3), fit.resolved.tolist())
+      True [True, True, True]
+    """
+    if len(comparisons) < 2:
+        raise ValueError(f"comparisons must hold at least 2 step sizes, got {len(comparisons)}")
+    eta_eff = np.array([c.eta / (1 - c.beta) for c in comparisons])
+    worst = [int(np.argmax(np.asarray(c.discrepancy))) for c in comparisons]
+    err = np.array([float(c.discrepancy[i]) for c, i in zip(comparisons, worst, strict=True)])
+    se = np.array([float(c.discrepancy_stderr[i]) for c, i in zip(comparisons, worst, strict=True)])
+    resolved = np.isfinite(err) & (err > 2 * se)
+    if resolved.sum() < 2:
+        nan = float("nan")
+        return DiscrepancyOrder(nan, (nan, nan), eta_eff, err, se, resolved)
+    x = np.log(eta_eff[resolved])
+    order = float(np.polyfit(x, np.log(err[resolved]), 1)[0])
+    rng = np.random.default_rng(seed)
+    draws = err[resolved] + se[resolved] * rng.standard_normal((resamples, int(resolved.sum())))
+    draws = np.log(np.maximum(draws, 1e-3 * err[resolved]))  # a draw below zero is a tiny discrepancy
+    slopes = np.polyfit(x, draws.T, 1)[0]
+    lo, hi = np.percentile(slopes, [16, 84])
+    return DiscrepancyOrder(order, (float(lo), float(hi)), eta_eff, err, se, resolved)

@@ -13,6 +13,10 @@ from jaxtyping import Array, ArrayLike, Float, PyTree, Scalar
 
 from ._validation import check_finite
 
+TRACE_CHUNK_ENTRIES = 16_000_000
+"""Jacobian entries (examples x outputs per example x parameters) per chunk where flatter sums over examples
+(:meth:`Problem.gauss_newton_trace`, :func:`flatter.valley.gauss_newton_trace_gradient_flat`): 64 MB in float32."""
+
 Params = PyTree[Float[Array, "..."]]
 Observable = Callable[["Problem", Params], Scalar]
 
@@ -363,9 +367,28 @@ class Problem(eqx.Module):
             )
         if self.trace_hessian_fn is not None:
             return self.trace_hessian_fn(self, params)
-        jac = jax.jacrev(lambda p: self.predict(p, self.inputs))(params)
-        sq = sum(jnp.sum(leaf**2) for leaf in jax.tree.leaves(jac))
-        return sq / self.num_examples
+        inputs, weights = self.example_chunks(sum(leaf.size for leaf in jax.tree.leaves(params)))
+
+        def chunk_trace(chunk):  # one chunk's Jacobian at a time: memory is a chunk's, not the N x p Jacobian's
+            x, w = chunk
+            jac = jax.jacrev(lambda p: self.predict(p, x))(params)
+            return sum(jnp.sum(w.reshape((-1,) + (1,) * (leaf.ndim - 1)) * leaf**2) for leaf in jax.tree.leaves(jac))
+
+        return jnp.sum(jax.lax.map(chunk_trace, (inputs, weights))) / self.num_examples
+
+    def example_chunks(self, num_params: int) -> tuple[Array, Array]:
+        """The training inputs in chunks whose Jacobian has at most ``TRACE_CHUNK_ENTRIES`` entries (examples x
+        outputs per example x ``num_params``), the last padded with repeats of the last example, and the weights
+        (1, or 0 for the padding) that count each example once: shapes ``(chunks, size, ...)`` and
+        ``(chunks, size)``. One chunk when the whole Jacobian fits."""
+        n = self.num_examples
+        per_example = max(1, self.targets.size // n)
+        size = max(1, min(n, TRACE_CHUNK_ENTRIES // (per_example * num_params)))
+        chunks = -(-n // size)
+        index = jnp.arange(chunks * size)
+        inputs = self.inputs[jnp.minimum(index, n - 1)].reshape((chunks, size) + self.inputs.shape[1:])
+        dtype = jnp.result_type(*jax.tree.leaves(self.targets), float)
+        return inputs, (index < n).astype(dtype).reshape(chunks, size)
 
     def resolve_observables(
         self, observables: Sequence[str] | Mapping[str, Observable] | str | None

@@ -78,3 +78,50 @@ def test_the_limit_error_is_reported_and_kept_below_the_discrepancy():
     assert c.limit_substeps > 1  # the step was refined
     assert np.max(true_error) <= 2 * float(np.max(c.limit_error)) + 1e-12  # the estimate is honest
     assert np.max(true_error) < 0.2 * c.max_discrepancy  # and the discrepancy is the dynamics', not Euler's
+
+
+def test_further_observables_ride_along_and_the_order_fit_leaves_out_the_noise_floor():
+    """``also=`` reads more observables on the same runs and limit paths (the toy's x stays 0 on both sides, and y
+    is the Comparison of ``observable="y"``); discrepancy_order fits the log-log slope of the resolved points only,
+    and a point whose discrepancy is within 2 standard errors is reported, not fitted."""
+    problem = flatter.problems.toy_valley()
+    start = jnp.array([0.0, 1.0])
+    kwargs = dict(beta=0.0, sigma=1.0, t1=2.0, key=jax.random.key(0), seeds=64, records=10)
+    comps = [flatter.compare(problem, start, eta=eta, observable="y", also=["x"], **kwargs) for eta in (0.04, 0.02)]
+    alone = flatter.compare(problem, start, eta=0.04, observable="y", **kwargs)
+    np.testing.assert_array_equal(comps[0].limit, alone.limit)
+    np.testing.assert_array_equal(comps[0].discrete, alone.discrete)
+    x = comps[0].also["x"]
+    assert x.observable == "x" and x.discrete.shape == comps[0].discrete.shape
+    assert float(jnp.max(jnp.abs(x.limit))) == 0.0 and float(jnp.max(jnp.abs(x.discrete_mean))) > 0.0
+    fit = flatter.discrepancy_order(comps)
+    errs = [c.max_discrepancy for c in comps]
+    assert fit.resolved.all()
+    assert fit.order == pytest.approx(np.log(errs[0] / errs[1]) / np.log(2), rel=1e-9)  # two points: the slope
+    assert fit.interval[0] < fit.order < fit.interval[1]
+    floor = comps[1]._replace(discrepancy_stderr=comps[1].discrepancy)  # as if the seeds could not resolve it
+    third = flatter.compare(problem, start, eta=0.01, observable="y", **kwargs)
+    partial = flatter.discrepancy_order([comps[0], floor, third])
+    assert partial.resolved.tolist() == [True, False, True] and "1 point(s) at the noise floor" in str(partial)
+    with pytest.raises(ValueError, match="also must not repeat"):
+        flatter.compare(problem, start, eta=0.04, observable="y", also=["y"], **kwargs)
+
+
+def test_the_flow_runs_on_a_network_with_more_parameters_than_the_dense_projector_took():
+    """Above 2,048 parameters the projector used to be CG on JJ^T, which stalled at a network's fitted point and
+    failed inside lineax; it is now chosen as the Gauss-Newton steps are (dense least squares while the Jacobian is
+    small), and its drift is tangent: J b = 0 to rounding."""
+    from flax import nnx
+
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(12, 40)))
+    y = jax.nn.one_hot(np.arange(12) % 10, 10, dtype=x.dtype)
+    problem, params = flatter.Problem.from_flax(flatter.models.MLP(40, 10, width=40, depth=3, rngs=nnx.Rngs(0)), x, y)
+    params = jax.tree.map(lambda leaf: leaf.astype(x.dtype), params)
+    start, _ = flatter.interpolate(problem, params)
+    theta, fp = flatter.valley.flatten(problem, start)
+    assert theta.size > 2048
+    drift = flatter.limit.label_noise_flow(problem, sigma=1.0, batch_size=12).drift(fp, theta)
+    normal = jax.jvp(fp.residual, (theta,), (drift,))[1]
+    scale = float(jnp.linalg.norm(fp.jacobian(theta), 2)) * float(jnp.linalg.norm(drift))
+    assert scale > 0 and float(jnp.linalg.norm(normal)) < 1e-4 * scale  # float32

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.heavy
-@pytest.mark.parametrize("name", ["two_timescales", "limit_vs_discrete", "regime_map"])
+@pytest.mark.parametrize("name", ["two_timescales", "limit_vs_discrete", "regime_map", "network_limit"])
 def test_notebook_runs(name, tmp_path):
     env = dict(os.environ, FLATTER_QUICK="1", FLATTER_OUT=str(tmp_path), MPLBACKEND="Agg")
     result = subprocess.run(

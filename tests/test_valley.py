@@ -163,10 +163,14 @@ def test_a_networks_riemannian_trace_gradient_is_computed_without_its_jacobian_a
     The two agree on the fitted MLP, and the result is tangent (J g = 0)."""
     problem, _, params, _ = small_network
     theta, fp = valley.flatten(problem, params)
-    monkeypatch.setattr(valley._tangent, "TRACE_CHUNK_ENTRIES", 16 * 10 * theta.size)
+    monkeypatch.setattr(flatter._problem, "TRACE_CHUNK_ENTRIES", 16 * 10 * theta.size)
     chunked = valley.gauss_newton_trace_gradient_flat(problem, fp, theta)
-    dense = jax.grad(lambda t: problem.gauss_newton_trace(fp.unravel(t)))(theta)
+    n = problem.num_examples
+    dense = jax.grad(lambda t: jnp.sum(jax.jacrev(fp.residual)(t) ** 2) / n)(theta)  # the whole Jacobian
     np.testing.assert_allclose(chunked, dense, rtol=2e-3, atol=1e-5 * float(jnp.max(jnp.abs(dense))))
+    assert problem.example_chunks(theta.size)[0].shape[:2] == (3, 16)
+    whole = float(jnp.sum(jax.jacrev(fp.residual)(theta) ** 2) / n)
+    assert float(problem.gauss_newton_trace(params)) == pytest.approx(whole, rel=1e-5)  # the value, by chunks too
     free = valley.riemannian_gradient_trace(problem, params)  # chunks and LSMR, chosen by size
     jac = jax.jacrev(fp.residual)(theta)
     exact = dense - jnp.linalg.lstsq(jac, jac @ dense)[0]  # the dense minimum-norm solve, not LSMR

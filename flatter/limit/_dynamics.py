@@ -124,7 +124,7 @@ def limit_sde(problem: Problem, noise: NoiseFactor, *, eta: float, beta: float) 
     a = 1.0 - beta
 
     def geometry(fp, theta):
-        jac = jax.jacfwd(fp.residual)(theta)
+        jac = fp.jacobian(theta)
         _, s, vt = jnp.linalg.svd(jac, full_matrices=False)
         h = s**2 / fp.num_examples
         # Normal directions: right singular vectors with nonzero singular value (rank of J).

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
@@ -24,7 +23,7 @@ def label_noise_covariance(sigma: float, batch_size: int = 1) -> NoiseFactor:
     batch_size = check_positive_int("batch_size", batch_size)
 
     def factor(fp: FlatProblem, theta):
-        jac = jax.jacfwd(fp.residual)(theta)
+        jac = fp.jacobian(theta)
         return sigma * jac.T / jnp.sqrt(batch_size * fp.num_examples)
 
     return factor
@@ -57,7 +56,7 @@ def minibatch_noise(batch_size: int) -> NoiseFactor:
         n = fp.num_examples
         if batch_size > n:
             raise ValueError(f"batch_size must be in [1, n={n}], got {batch_size}")
-        jac = jax.jacfwd(fp.residual)(theta)
+        jac = fp.jacobian(theta)
         r = fp.residual(theta)
         per_example = (r[:, None] * jac).reshape(n, -1, theta.shape[0]).sum(1)  # (n, p)
         centered = per_example - per_example.mean(0)

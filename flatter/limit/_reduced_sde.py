@@ -179,9 +179,7 @@ def paths_function(
         decay = jnp.exp(-ds)
 
         n_out = jax.eval_shape(fp.residual, theta0).shape[0]
-
-        def jacobian(t):  # reverse mode when there are fewer outputs than parameters (N VJPs, not p JVPs)
-            return (jax.jacrev if n_out < t.shape[0] else jax.jacfwd)(fp.residual)(t)
+        jacobian = fp.jacobian
 
         n_params = theta0.shape[0]
         # The nonzero normal curvatures are the eigenvalues of J J^T/n (N x N) and of J^T J/n (p x p) alike:

@@ -1,5 +1,6 @@
 """The valley of minimizers Γ = {θ : r(θ) = 0} of a Problem: projection, tangent space, curvature."""
 
+from .._problem import TRACE_CHUNK_ENTRIES as TRACE_CHUNK_ENTRIES
 from ._descent_curvature import DescentGeometry as DescentGeometry, descent_geometry as descent_geometry
 from ._flat import FlatProblem as FlatProblem, flatten as flatten
 from ._on_valley import (
@@ -21,7 +22,6 @@ from ._projection import (
 from ._spectrum import hessian_spectrum as hessian_spectrum, normal_curvatures_flat as normal_curvatures_flat
 from ._tangent import (
     PROJECTOR_SOLVERS as PROJECTOR_SOLVERS,
-    TRACE_CHUNK_ENTRIES as TRACE_CHUNK_ENTRIES,
     dense_tangent_projector as dense_tangent_projector,
     flat_tangent_projector as flat_tangent_projector,
     gauss_newton_trace_flat as gauss_newton_trace_flat,

@@ -121,7 +121,7 @@ def gauss_newton_delta(
     if solver not in GAUSS_NEWTON_SOLVERS:
         raise ValueError(f"solver must be one of {', '.join(map(repr, GAUSS_NEWTON_SOLVERS))}, got {solver!r}")
     check_dense_jacobian(r.size, theta.size, theta.dtype.itemsize, f"gauss_newton_step(solver={solver!r})")
-    jac = jax.jacfwd(flat_problem.residual)(theta)
+    jac = flat_problem.jacobian(theta)
     delta = jac.T @ gram_solve(jac, r) if solver == "gram" else jnp.linalg.lstsq(jac, r)[0]
     return delta.astype(theta.dtype), jnp.asarray(0, jnp.int32)  # float64 targets do not widen the parameters
 

@@ -16,7 +16,7 @@ from ._flat import FlatProblem, flatten
 def normal_curvatures_flat(flat_problem: FlatProblem, theta: Float[Array, " p"]) -> Float[Array, " N"]:
     r"""Every eigenvalue of :math:`JJ^\top/n` (descending): the nonzero spectrum of :math:`\nabla^2L = J^\top J/n`
     on Γ, the curvatures of the normal modes, from the dense :math:`N\times N` Gram matrix."""
-    jac = jax.jacfwd(flat_problem.residual)(theta)
+    jac = flat_problem.jacobian(theta)
     return jnp.linalg.eigvalsh(jac @ jac.T / flat_problem.num_examples)[::-1]
 
 

@@ -16,7 +16,7 @@ from ._projection import choose_solver, gram_solve, lsmr_minimum_norm
 
 def dense_tangent_projector(flat_problem: FlatProblem, theta: Float[Array, " p"]) -> Float[Array, "p p"]:
     r""":math:`P = I - J^\top (JJ^\top)^+ J = I - J^+J` as a dense :math:`p\times p` matrix."""
-    jac = jax.jacfwd(flat_problem.residual)(theta)
+    jac = flat_problem.jacobian(theta)
     return jnp.eye(theta.shape[0], dtype=theta.dtype) - jnp.linalg.pinv(jac) @ jac
 
 
@@ -55,8 +55,8 @@ def tangent_projector(
 
         P = I - J^\top (J J^\top)^{-1} J, \qquad J = \partial_\theta r(\theta) \in \mathbb{R}^{N\times p}
 
-    Dense when ``p <= 2048`` (or ``matrix_free=False``), otherwise matrix-free (CG on
-    :math:`JJ^\top`, never a :math:`p\times p` matrix).
+    Dense least squares on the Jacobian when it is small (:func:`flatter.valley.choose_solver`, or
+    ``matrix_free=False``), otherwise matrix-free (LSMR from JVPs and VJPs); never a :math:`p\times p` matrix.
 
     Examples:
       >>> import jax.numpy as jnp, flatter
@@ -85,9 +85,10 @@ def lsmr_tangent_projector(
     return apply
 
 
-PROJECTOR_SOLVERS = ("pinv", "gram", "cg", "lsmr")
-r"""How :func:`flat_tangent_projector` applies :math:`P = I - J^\top(JJ^\top)^{-1}J`: ``"pinv"`` (the dense
-:math:`p\times p` matrix :math:`I - J^+J`), ``"gram"`` (:math:`v - J^\top w`, :math:`w` by Cholesky on
+PROJECTOR_SOLVERS = ("lstsq", "pinv", "gram", "cg", "lsmr")
+r"""How :func:`flat_tangent_projector` applies :math:`P = I - J^\top(JJ^\top)^{-1}J`: ``"lstsq"`` (:math:`v -
+J^+(Jv)` by dense least squares on the :math:`N\times p` Jacobian, no :math:`p\times p` matrix), ``"pinv"`` (the
+dense :math:`p\times p` matrix :math:`I - J^+J`), ``"gram"`` (:math:`v - J^\top w`, :math:`w` by Cholesky on
 :math:`JJ^\top`, :func:`flatter.valley.gram_solve`; the Jacobian but no :math:`p\times p` matrix), ``"cg"``
 (:func:`matrix_free_tangent_projector`: JVPs and VJPs only) or ``"lsmr"`` (:func:`lsmr_tangent_projector`:
 JVPs and VJPs only, for ill-conditioned Jacobians)."""
@@ -100,21 +101,22 @@ def flat_tangent_projector(
     *,
     solver: str | None = None,
 ) -> Callable[[Float[Array, " p"]], Float[Array, " p"]]:
-    """:func:`tangent_projector` on flat coordinates: ``solver`` from :data:`PROJECTOR_SOLVERS`, or by
-    ``matrix_free`` (``"cg"`` when true, ``"pinv"`` when false; by default ``"pinv"`` up to p = 2048, ``"cg"``
-    above, and ``"lsmr"`` above :data:`flatter.valley.DENSE_PROJECTION_LIMIT` Jacobian entries)."""
+    r""":func:`tangent_projector` on flat coordinates: ``solver`` from :data:`PROJECTOR_SOLVERS`, or by
+    ``matrix_free`` (``"lsmr"`` when true, ``"lstsq"`` when false; by default by the Jacobian's size as the
+    Gauss-Newton steps choose, :func:`flatter.valley.choose_solver`). ``"cg"`` is never chosen for you: at a
+    network's fitted point :math:`JJ^\top` spans many decades and CG on it stalls where LSMR converges."""
     if solver is None and matrix_free is not None:
-        solver = "cg" if matrix_free else "pinv"
+        solver = "lsmr" if matrix_free else "lstsq"
     elif solver is None:
-        outputs = jax.eval_shape(flat_problem.residual, theta).size
-        large = choose_solver(outputs, theta.shape[0]) == "lsmr"
-        solver = "lsmr" if large else ("cg" if theta.shape[0] > 2048 else "pinv")
+        solver = choose_solver(jax.eval_shape(flat_problem.residual, theta).size, theta.shape[0])
     if solver == "cg":
         return matrix_free_tangent_projector(flat_problem, theta)
     if solver == "lsmr":
         return lsmr_tangent_projector(flat_problem, theta)
-    if solver == "gram":
-        jac = jax.jacfwd(flat_problem.residual)(theta)
+    if solver in ("gram", "lstsq"):
+        jac = flat_problem.jacobian(theta)
+        if solver == "lstsq":
+            return lambda v: v - jnp.linalg.lstsq(jac, jac @ v)[0]
         return lambda v: v - jac.T @ gram_solve(jac, jac @ v)
     if solver != "pinv":
         raise ValueError(f"solver must be one of {', '.join(map(repr, PROJECTOR_SOLVERS))}, got {solver!r}")
@@ -124,7 +126,7 @@ def flat_tangent_projector(
 
 def gauss_newton_trace_flat(flat_problem: FlatProblem, theta: Float[Array, " p"]) -> Scalar:
     r""":math:`\mathrm{tr}(J^\top J)/n` on flat parameters (equals :math:`\mathrm{tr}\nabla^2L` on Γ)."""
-    jac = jax.jacfwd(flat_problem.residual)(theta)
+    jac = flat_problem.jacobian(theta)
     return jnp.sum(jac**2) / flat_problem.num_examples
 
 
@@ -160,40 +162,30 @@ def riemannian_gradient_trace_flat(
     return flat_tangent_projector(flat_problem, theta, matrix_free, solver=solver)(grad)
 
 
-TRACE_CHUNK_ENTRIES = 16_000_000
-"""Jacobian entries (examples x outputs per example x parameters) per chunk of
-:func:`gauss_newton_trace_gradient_flat` above :data:`flatter.valley.DENSE_PROJECTION_LIMIT`."""
-
-
 def gauss_newton_trace_gradient_flat(problem: Problem, flat_problem: FlatProblem, theta: Float[Array, " p"]):
     r""":math:`\nabla_\theta\,\mathrm{tr}(J^\top J)/n = \nabla_\theta \frac1n\sum_i \|J_i\|_F^2`, exactly.
 
     By the problem's closed form for the trace where it has one, or by differentiating the whole Jacobian up to
-    :data:`flatter.valley.DENSE_PROJECTION_LIMIT` entries. Above, over chunks of examples: the Jacobian
-    :math:`J_i` of a chunk's outputs (``TRACE_CHUNK_ENTRIES`` entries at most) and the gradient of its squared
-    norm, summed in a scan, so memory is a chunk's, not the :math:`N\times p` Jacobian's (a network's tens of GB).
+    :data:`flatter.valley.DENSE_PROJECTION_LIMIT` entries. Above, over chunks of examples
+    (:meth:`flatter.Problem.example_chunks`): the Jacobian :math:`J_i` of a chunk's outputs
+    (:data:`flatter.valley.TRACE_CHUNK_ENTRIES` entries at most) and the gradient of its squared norm, summed in a
+    scan, so memory is a chunk's, not the :math:`N\times p` Jacobian's (a network's tens of GB).
     Assumes, as a trace over examples does, that each example's outputs depend on that example alone.
     """
     outputs = jax.eval_shape(flat_problem.residual, theta).size
     closed_form = problem.trace_hessian_fn is not None or problem.loss_kind != "squared"
     if closed_form or choose_solver(outputs, theta.size) == "lstsq":
         return jax.grad(lambda t: problem.gauss_newton_trace(flat_problem.unravel(t)))(theta)
-    n = problem.num_examples
-    per_example = outputs // n
-    size = max(1, min(n, TRACE_CHUNK_ENTRIES // (per_example * theta.size)))
-    chunks = -(-n // size)
-    index = jnp.arange(chunks * size)
-    inputs = problem.inputs[jnp.minimum(index, n - 1)].reshape((chunks, size) + problem.inputs.shape[1:])
-    weights = (index < n).astype(theta.dtype).reshape(chunks, size)  # the padding examples count zero times
+    inputs, weights = problem.example_chunks(theta.size)  # the padding examples have weight 0
 
     def chunk_gradient(total, chunk):
         x, w = chunk
 
         def squared_norm(t):
             jac = jax.jacrev(lambda u: problem.predict(flat_problem.unravel(u), x))(t)  # (size, ..., p)
-            return jnp.sum(w.reshape((-1,) + (1,) * (jac.ndim - 1)) * jac**2)
+            return jnp.sum(w.astype(jac.dtype).reshape((-1,) + (1,) * (jac.ndim - 1)) * jac**2)
 
         return total + jax.grad(squared_norm)(theta), None
 
     total, _ = jax.lax.scan(chunk_gradient, jnp.zeros_like(theta), (inputs, weights))
-    return total / n
+    return total / problem.num_examples
