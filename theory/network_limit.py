@@ -129,7 +129,8 @@ for name, problem in problems.items():
     results[name] = (comps, fit)
     local = np.diff(np.log(fit.discrepancy)) / np.diff(np.log(fit.eta_eff))  # between neighbouring step sizes
     print(f"{name}: max|discrete - limit| of tr∇²L = {np.round(fit.discrepancy, 2).tolist()} at eta_eff = "
-          f"{np.round(fit.eta_eff, 4).tolist()}: {fit}; order between neighbours {np.round(local, 2).tolist()}")  # fmt: skip
+          f"{np.round(fit.eta_eff, 4).tolist()}: {fit}; order between neighbours "
+          f"{np.round(local, 2).tolist()}")  # fmt: skip
 
 # %%
 fig, axes = plt.subplots(2, 2, figsize=(10, 7.5), constrained_layout=True)
