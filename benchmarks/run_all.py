@@ -143,6 +143,13 @@ FIGURES = (
         last_lines=7,
     ),
     Figure(
+        "network-limit",
+        "Discrete vs limit on a Fashion-MNIST MLP, tanh and ReLU (theory/network_limit.py, full mode)",
+        f"env FLATTER_OUT={{out}} MPLBACKEND=Agg {PYTHON} theory/network_limit.py",
+        keep_from="tanh: on the valley",
+        timeout=3600,
+    ),
+    Figure(
         "cifar10-resnet18-smoke",
         "The cifar10 driver end to end with ResNet-18 (the suite runs it on a 3-layer MLP)",
         f"{PYTHON} benchmarks/cifar_smoke.py",
