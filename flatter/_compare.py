@@ -14,7 +14,8 @@ import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._problem import Observable, Params, Problem
-from ._simulate import simulate
+from ._simulate import simulate_records
+from ._structural_jit import structural_jit
 from ._validation import check_momentum, check_positive, check_positive_int
 from .limit._dynamics import label_noise_flow
 from .limit._integrate import integrate
@@ -108,7 +109,6 @@ def compare(
     eta_eff = eta / (1 - beta)
     total = max(records, int(round(t1 / eta_eff**2)))
     record_every = max(1, total // records)
-    total = record_every * records
     start = project(problem, params0)
     batch = problem.num_examples if batch_size is None else batch_size
     mode = "all" if batch_size is None else "minibatch"
@@ -118,22 +118,18 @@ def compare(
         raise ValueError(f"also must not repeat observable={observable!r}")
     read.update(extra)
 
-    def run(k):
+    def run(k, eta, beta, every):  # eta, beta and the record interval are inputs: one compile serves every eta
         k_noise, k_sim = jax.random.split(k)
         tx = optax.chain(label_noise(sigma, key=k_noise, mode=mode), heavy_ball(eta, beta))
-        traj = simulate(
-            problem,
-            tx,
-            start,
-            steps=total,
-            key=k_sim,
-            record_every=record_every,
-            batch_size=batch_size,
+        traj = simulate_records(
+            problem, tx, start, key=k_sim, record_every=every, n_records=records, batch_size=batch_size,
             observables=read,
-        )
+        )  # fmt: skip
         return traj.steps, traj.observables, traj.diverged
 
-    steps, observed, diverged = jax.jit(jax.vmap(run))(jax.random.split(key, seeds))
+    hyper = (jnp.asarray(eta, float), jnp.asarray(beta, float), jnp.asarray(record_every, jnp.int32))
+    runs = jax.vmap(run, (0, None, None, None))
+    steps, observed, diverged = structural_jit(runs, jax.random.split(key, seeds), *hyper)
     observed = {name: v[~np.asarray(diverged)] for name, v in observed.items()}
     values = observed[observable]
     steps = steps[0]
