@@ -34,8 +34,7 @@ class Comparison(NamedTuple):
     ``max_discrepancy`` is ``inf``). ``limit_error`` estimates the limit path's own integration error
     by step doubling (``|limit - limit at twice the step| / 3``, Richardson's estimate of the error of a
     second-order scheme at the finer step), and ``limit_substeps`` is the number of projected Heun steps between
-    records that
-    was needed to bring it below a tenth of the discrepancy (or the cap). ``also`` holds one
+    records that was needed to bring it below a tenth of the discrepancy (or the cap). ``also`` holds one
     Comparison per further observable asked for, read on the same runs and limit paths.
     """
 
