@@ -368,13 +368,18 @@ class Problem(eqx.Module):
         if self.trace_hessian_fn is not None:
             return self.trace_hessian_fn(self, params)
         inputs, weights = self.example_chunks(sum(leaf.size for leaf in jax.tree.leaves(params)))
+        # One chunk's Jacobian at a time: memory is a chunk's, not the N x p Jacobian's.
+        squares = jax.lax.map(lambda chunk: self.squared_jacobian(params, *chunk), (inputs, weights))
+        return jnp.sum(squares) / self.num_examples
 
-        def chunk_trace(chunk):  # one chunk's Jacobian at a time: memory is a chunk's, not the N x p Jacobian's
-            x, w = chunk
-            jac = jax.jacrev(lambda p: self.predict(p, x))(params)
-            return sum(jnp.sum(w.reshape((-1,) + (1,) * (leaf.ndim - 1)) * leaf**2) for leaf in jax.tree.leaves(jac))
-
-        return jnp.sum(jax.lax.map(chunk_trace, (inputs, weights))) / self.num_examples
+    def squared_jacobian(self, params: Params, inputs: Array, weights: Array) -> Scalar:
+        r""":math:`\sum_a w_a \|\partial_\theta f(\theta, x_a)\|_F^2` over a chunk of inputs (one Jacobian of the
+        chunk's outputs): the summand of :meth:`gauss_newton_trace` and of its gradient over chunks."""
+        jac = jax.jacrev(lambda p: self.predict(p, inputs))(params)
+        leaves = jax.tree.leaves(jac)
+        return sum(
+            jnp.sum(weights.astype(leaf.dtype).reshape((-1,) + (1,) * (leaf.ndim - 1)) * leaf**2) for leaf in leaves
+        )
 
     def example_chunks(self, num_params: int) -> tuple[Array, Array]:
         """The training inputs in chunks whose Jacobian has at most ``TRACE_CHUNK_ENTRIES`` entries (examples x
@@ -387,8 +392,7 @@ class Problem(eqx.Module):
         chunks = -(-n // size)
         index = jnp.arange(chunks * size)
         inputs = self.inputs[jnp.minimum(index, n - 1)].reshape((chunks, size) + self.inputs.shape[1:])
-        dtype = jnp.result_type(*jax.tree.leaves(self.targets), float)
-        return inputs, (index < n).astype(dtype).reshape(chunks, size)
+        return inputs, (index < n).astype(jnp.result_type(self.targets, float)).reshape(chunks, size)
 
     def resolve_observables(
         self, observables: Sequence[str] | Mapping[str, Observable] | str | None

@@ -179,13 +179,7 @@ def gauss_newton_trace_gradient_flat(problem: Problem, flat_problem: FlatProblem
     inputs, weights = problem.example_chunks(theta.size)  # the padding examples have weight 0
 
     def chunk_gradient(total, chunk):
-        x, w = chunk
-
-        def squared_norm(t):
-            jac = jax.jacrev(lambda u: problem.predict(flat_problem.unravel(u), x))(t)  # (size, ..., p)
-            return jnp.sum(w.astype(jac.dtype).reshape((-1,) + (1,) * (jac.ndim - 1)) * jac**2)
-
-        return total + jax.grad(squared_norm)(theta), None
+        return total + jax.grad(lambda t: problem.squared_jacobian(flat_problem.unravel(t), *chunk))(theta), None
 
     total, _ = jax.lax.scan(chunk_gradient, jnp.zeros_like(theta), (inputs, weights))
     return total / problem.num_examples
