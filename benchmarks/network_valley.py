@@ -12,7 +12,10 @@ Builds the MLP (depth 6) as a user would (``Problem.from_flax``, one-hot targets
   on the tangent space by LSMR);
 - ``limit.integrate`` of the label-noise flow dθ/dt = -(σ²/4B) ∇_Γ tr∇²L (σ = 1, every label noised: B = n) from that
   point, ``--flow-steps`` projected Euler steps of dt = 0.1, tr∇²L read at the start and end (exactly, by chunks of
-  examples): the drift, its LSMR projection and one LSMR Gauss-Newton retraction per step.
+  examples): the drift, its LSMR projection and one LSMR Gauss-Newton retraction per step;
+- ``compare_step_sizes`` from that point: SGDM with label noise (σ = 1 on every label, β = 0.9, ``--seeds`` runs)
+  at η_eff = 0.02, 0.01, 0.005 against one label-noise flow path (projected Heun, 1 step a record refined once,
+  to 2) up to t = 0.2, tr∇²L read exactly at 2 records; the discrepancies and their fitted order.
 
 Prints per operation its wall time (compile included), what it reports (steps, LSMR iterations, loss, residual)
 and its process's peak resident memory; and what a dense solve would have needed (the size of the N x p
@@ -30,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
+COMPARE_ETAS = (0.002, 0.001, 0.0005)  # at beta = 0.9: eta_eff = 0.02, 0.01, 0.005 (500 to 8,000 steps to t = 0.2)
+
 
 def build(examples: int, width: int, data: str | None):
     import jax
@@ -46,7 +51,9 @@ def build(examples: int, width: int, data: str | None):
     return flatter.Problem.from_flax(module, x, y, name=f"fashion-mnist-mlp6-{width}")
 
 
-def operation(name: str, examples: int, width: int, data: str | None, fitted_path: str, flow_steps: int = 5) -> dict:
+def operation(
+    name: str, examples: int, width: int, data: str | None, fitted_path: str, flow_steps: int = 5, seeds: int = 4
+) -> dict:
     """One operation in this process (the fitted point read from, or for interpolate written to, fitted_path)."""
     import jax
     import numpy as np
@@ -76,6 +83,19 @@ def operation(name: str, examples: int, width: int, data: str | None, fitted_pat
             seconds=seconds, steps=steps, trace_start=float(trace[0]), trace_end=float(trace[-1]),
             residual_norm=float(np.max(np.asarray(solution.residual_norm))),
         )  # fmt: skip
+    elif name == "compare":
+        fitted = unravel(jax.numpy.asarray(np.load(fitted_path)))
+        comps = flatter.compare_step_sizes(
+            problem, fitted, etas=COMPARE_ETAS, beta=0.9, sigma=1.0, t1=0.2, key=jax.random.key(0), seeds=seeds,
+            records=2, limit_substeps=1, max_limit_substeps=2,
+        )  # fmt: skip
+        fit = flatter.discrepancy_order(comps)
+        record.update(
+            seconds=time.perf_counter() - start, seeds=seeds, eta_eff=fit.eta_eff.tolist(),
+            discrepancy=fit.discrepancy.tolist(), stderr=fit.stderr.tolist(), order=fit.order,
+            interval=list(fit.interval), limit=np.asarray(comps[0].limit).tolist(),
+            limit_error=float(np.max(np.asarray(comps[0].limit_error))), diverged=[c.diverged for c in comps],
+        )  # fmt: skip
     elif name == "project":
         moved = unravel(jax.numpy.asarray(np.load(fitted_path)) + 1e-3)
         projected = flatter.valley.project(problem, moved, tol=1e-3 * float(jax.numpy.sqrt(problem.targets.size)))
@@ -93,18 +113,21 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=128)
     parser.add_argument("--data", default=None, help="Fashion-MNIST folder (default: Debian's package)")
     parser.add_argument("--flow-steps", type=int, default=5, help="projected Euler steps of the label-noise flow")
+    parser.add_argument("--seeds", type=int, default=4, help="discrete runs per step size in the comparison")
     parser.add_argument("--operation", default=None, help=argparse.SUPPRESS)  # the child process's one operation
     parser.add_argument("--fitted", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.operation:
-        record = operation(args.operation, args.examples, args.width, args.data, args.fitted, args.flow_steps)
+        record = operation(
+            args.operation, args.examples, args.width, args.data, args.fitted, args.flow_steps, args.seeds
+        )
         print(json.dumps(record))
         return
     with tempfile.TemporaryDirectory() as folder:
         fitted = str(Path(folder) / "fitted.npy")
-        for name in ("interpolate", "project", "riemannian_gradient_trace", "label_noise_flow"):
+        for name in ("interpolate", "project", "riemannian_gradient_trace", "label_noise_flow", "compare"):
             command = [sys.executable, __file__, "--operation", name, "--examples", str(args.examples)]
-            command += ["--flow-steps", str(args.flow_steps)]
+            command += ["--flow-steps", str(args.flow_steps), "--seeds", str(args.seeds)]
             command += ["--width", str(args.width), "--fitted", fitted] + (["--data", args.data] if args.data else [])
             done = subprocess.run(command, capture_output=True, text=True)
             if done.returncode:
@@ -134,6 +157,17 @@ def describe(name: str, record: dict, args) -> str:
             f"dt = 0.1: {record['seconds']:.0f} s in all ({record['seconds'] / record['steps']:.0f} s a step, "
             f"compile and the two exact traces included), tr∇²L {record['trace_start']:.5g} -> "
             f"{record['trace_end']:.5g}, largest residual norm {record['residual_norm']:.1e}; {memory}"
+        )
+    if name == "compare":
+        path = " -> ".join(f"{v:.5g}" for v in record["limit"])
+        gaps = ", ".join(f"{d:.3g} ± {s:.2g}" for d, s in zip(record["discrepancy"], record["stderr"], strict=True))
+        lo, hi = record["interval"]
+        return (
+            f"compare_step_sizes from the fitted point (sigma = 1, B = n, beta = 0.9, {record['seeds']} seeds, "
+            f"t1 = 0.2): {record['seconds']:.0f} s in all; limit tr∇²L {path} "
+            f"(its own error {record['limit_error']:.2g}); max |discrete mean - limit| at eta_eff = "
+            f"{', '.join(f'{e:g}' for e in record['eta_eff'])}: {gaps}; order {record['order']:.2f} "
+            f"[{lo:.2f}, {hi:.2f}]; diverged runs {record['diverged']}; {memory}"
         )
     return (
         f"riemannian_gradient_trace at the fitted point (tr(J^T J)/n's gradient over chunks of examples, projected "

@@ -137,10 +137,10 @@ FIGURES = (
     ),
     Figure(
         "network-valley",
-        "The valley of a network, matrix-free: interpolate, project and the label-noise flow on MLP-6 with 500 "
-        "Fashion-MNIST images",
+        "The valley of a network, matrix-free: interpolate, project, the label-noise flow and compare on MLP-6 with "
+        "500 Fashion-MNIST images",
         f"{PYTHON} benchmarks/network_valley.py",
-        last_lines=7,
+        last_lines=8,
     ),
     Figure(
         "network-limit",

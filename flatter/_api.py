@@ -16,6 +16,7 @@ from ._compare import (
     Comparison as Comparison,
     DiscrepancyOrder as DiscrepancyOrder,
     compare as compare,
+    compare_step_sizes as compare_step_sizes,
     discrepancy_order as discrepancy_order,
     plot_comparison as plot_comparison,
 )

@@ -90,7 +90,8 @@ def compare(
     and not the integrator's. Both are recorded at ``records + 1`` common times
     :math:`t_j = \eta_\mathrm{eff}^2 k_j`. ``also`` names further observables (the problem's, or a mapping of
     name to function) read on the same runs and paths, each returned as its own Comparison in
-    ``Comparison.also`` (the step is refined for ``observable`` alone).
+    ``Comparison.also`` (the step is refined for ``observable`` alone). Several step sizes:
+    :func:`compare_step_sizes` (one limit path serves them all).
 
     Examples:
       >>> import jax, jax.numpy as jnp, flatter
@@ -100,14 +101,57 @@ def compare(
       (6,) True
     """
     check_positive("eta", eta)
+    (comparison,) = compare_step_sizes(
+        problem, params0, etas=(eta,), beta=beta, sigma=sigma, t1=t1, key=key, seeds=seeds, batch_size=batch_size,
+        records=records, observable=observable, also=also, limit_substeps=limit_substeps,
+        max_limit_substeps=max_limit_substeps,
+    )  # fmt: skip
+    return comparison
+
+
+def compare_step_sizes(
+    problem: Problem,
+    params0: Params,
+    *,
+    etas: Sequence[float],
+    beta: float,
+    sigma: float,
+    t1: float,
+    key: PRNGKeyArray,
+    seeds: int = 16,
+    batch_size: int | None = None,
+    records: int = 50,
+    observable: str = "trace_hessian",
+    also: Sequence[str] | Mapping[str, Observable] = (),
+    limit_substeps: int = 2,
+    max_limit_substeps: int = 256,
+) -> tuple[Comparison, ...]:
+    r""":func:`compare` at each step size of ``etas`` (same ``beta``, ``key`` and start), for a convergence plot.
+
+    The limit flow does not depend on :math:`\eta`: step sizes whose records fall at the same times
+    :math:`t_j` (:math:`t_1/\eta_\mathrm{eff}^2` a multiple of ``records``, as when :math:`\eta` is halved) share
+    one limit path, refined until its error is below a tenth of the smallest discrepancy among them. The discrete
+    runs of every :math:`\eta` are one compiled program (:math:`\eta`, :math:`\beta` and the record interval are
+    its inputs). Each Comparison equals :func:`compare` at its :math:`\eta` except where the shared path was
+    refined further for a smaller discrepancy.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, flatter
+      >>> comps = flatter.compare_step_sizes(flatter.problems.toy_valley(), jnp.array([0.0, 1.0]),
+      ...                                    etas=[0.04, 0.02], beta=0.0, sigma=1.0, t1=2.0, key=jax.random.key(0),
+      ...                                    seeds=64, records=10, observable="y")
+      >>> print([c.eta for c in comps], bool(jnp.all(comps[0].limit == comps[1].limit)))
+      [0.04, 0.02] True
+    """
+    if len(etas) < 1:
+        raise ValueError("etas must hold at least one step size")
+    for eta in etas:
+        check_positive("etas", eta)
     check_momentum("beta", beta)
     check_positive("t1", t1)
     problem.check_params(params0)
     seeds = check_positive_int("seeds", seeds)
     records = check_positive_int("records", records)
-    eta_eff = eta / (1 - beta)
-    total = max(records, int(round(t1 / eta_eff**2)))
-    record_every = max(1, total // records)
     start = project(problem, params0)
     batch = problem.num_examples if batch_size is None else batch_size
     mode = "all" if batch_size is None else "minibatch"
@@ -126,46 +170,60 @@ def compare(
         )  # fmt: skip
         return traj.steps, traj.observables, traj.diverged
 
-    hyper = (jnp.asarray(eta, float), jnp.asarray(beta, float), jnp.asarray(record_every, jnp.int32))
     runs = jax.vmap(run, (0, None, None, None))
-    steps, observed, diverged = structural_jit(runs, jax.random.split(key, seeds), *hyper)
-    observed = {name: v[~np.asarray(diverged)] for name, v in observed.items()}
-    values = observed[observable]
-    steps = steps[0]
-    t = steps * eta_eff**2
-    flow = label_noise_flow(problem, sigma=sigma, batch_size=batch)
-    kept = values.shape[0]
+    discrete = []
+    for eta in etas:
+        eta_eff = eta / (1 - beta)
+        record_every = max(1, max(records, int(round(t1 / eta_eff**2))) // records)
+        hyper = (jnp.asarray(eta, float), jnp.asarray(beta, float), jnp.asarray(record_every, jnp.int32))
+        steps, observed, diverged = structural_jit(runs, jax.random.split(key, seeds), *hyper)
+        observed = {name: v[~np.asarray(diverged)] for name, v in observed.items()}
+        interval = float(f"{record_every * eta_eff**2:.12g}")  # eta = 0.002 and 0.001 at beta = 0.9: both 0.1
+        discrete.append((eta, steps[0], interval, observed, int(np.sum(diverged))))
 
-    def limit_path(substeps):
-        dt = record_every * eta_eff**2 / substeps
+    flow = label_noise_flow(problem, sigma=sigma, batch_size=batch)
+
+    def limit_path(interval, substeps):
+        dt = interval / substeps
         sol = integrate(
             problem, flow, start, t1=records * substeps * dt, dt=dt, save_every=substeps, observables=read,
             method="diffrax",
         )  # fmt: skip
         return sol.observables
 
-    mean_estimate = values.mean(0) if kept else None
-    coarse, substeps = limit_path(limit_substeps), limit_substeps
-    while True:
-        limits = limit_path(2 * substeps)
-        substeps *= 2
-        limit_error = jnp.abs(limits[observable] - coarse[observable]) / 3  # Heun: error(h) ~ 4 error(h/2)
-        target = 0.1 * float(jnp.max(jnp.abs(mean_estimate - limits[observable]))) if kept else 0.0
-        if float(jnp.max(limit_error)) <= target or 2 * substeps > max_limit_substeps:
-            break
-        coarse = limits
+    def refined(interval, means):  # means: the discrete means this path is compared with
+        coarse, substeps = limit_path(interval, limit_substeps), limit_substeps
+        while True:
+            fine = limit_path(interval, 2 * substeps)
+            substeps *= 2
+            error = jnp.abs(fine[observable] - coarse[observable]) / 3  # Heun: error(h) ~ 4 error(h/2)
+            gaps = [float(jnp.max(jnp.abs(mean - fine[observable]))) for mean in means]
+            if float(jnp.max(error)) <= 0.1 * min(gaps, default=np.inf) or 2 * substeps > max_limit_substeps:
+                return coarse, fine, substeps
+            coarse = fine
 
-    def comparison(name):
-        values, limit = observed[name], limits[name]
+    paths = {}
+    for interval in dict.fromkeys(interval for _, _, interval, _, _ in discrete):  # each record interval once
+        means = [o[observable].mean(0) for _, _, i, o, _ in discrete if i == interval and o[observable].shape[0]]
+        paths[interval] = refined(interval, means)
+
+    def comparison(name, eta, steps, interval, observed, diverged):
+        coarse, fine, substeps = paths[interval]
+        values, limit = observed[name], fine[name]
+        kept = values.shape[0]
         mean = values.mean(0) if kept else jnp.full_like(limit, jnp.nan)
         stderr = values.std(0, ddof=1) / math.sqrt(kept) if kept > 1 else jnp.zeros_like(limit)
         error = jnp.abs(limit - coarse[name]) / 3
+        t = steps * (eta / (1 - beta)) ** 2
         return Comparison(
             name, eta, beta, steps.astype(float), t, values, mean, stderr, limit, jnp.abs(mean - limit), stderr,
-            int(np.sum(diverged)), error, substeps,
+            diverged, error, substeps,
         )  # fmt: skip
 
-    return comparison(observable)._replace(also=MappingProxyType({name: comparison(name) for name in extra}))
+    return tuple(
+        comparison(observable, *d)._replace(also=MappingProxyType({name: comparison(name, *d) for name in extra}))
+        for d in discrete
+    )
 
 
 OBSERVABLE_LABELS = {

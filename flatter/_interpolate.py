@@ -28,7 +28,7 @@ class InterpolationInfo(NamedTuple):
     steps: int
     converged: bool
     residual_norm: float = float("nan")
-    solver: str = "lstsq"
+    solver: str = "cholesky"
     solver_iterations: int = 0
 
 

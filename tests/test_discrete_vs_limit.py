@@ -107,6 +107,32 @@ def test_further_observables_ride_along_and_the_order_fit_leaves_out_the_noise_f
         flatter.compare(problem, start, eta=0.04, observable="y", also=["y"], **kwargs)
 
 
+def test_several_step_sizes_share_one_limit_path_refined_for_the_smallest_discrepancy():
+    """compare_step_sizes runs each eta's discrete runs exactly as compare does and integrates the limit once per
+    record interval: the shared path is the one compare refines for the step size with the smallest discrepancy (the
+    most substeps). At eta = 0.04, t1/eta^2 = 1250 steps is no multiple of 4 records, so its records fall at other
+    times (every 312 steps) and it keeps a path of its own."""
+    problem = flatter.problems.toy_valley()
+    start = jnp.array([0.0, 1.0])
+    kwargs = dict(beta=0.0, sigma=1.0, t1=2.0, key=jax.random.key(0), seeds=32, records=4, observable="y")
+    etas = (0.04, 0.01, 0.005)  # alone, the limit is refined to 2, 4 and 8 Heun steps a record
+    shared = flatter.compare_step_sizes(problem, start, etas=etas, limit_substeps=1, **kwargs)
+    alone = [flatter.compare(problem, start, eta=eta, limit_substeps=1, **kwargs) for eta in etas]
+    assert [c.limit_substeps for c in alone] == [2, 4, 8]
+    for s, a in zip(shared, alone, strict=True):
+        assert s.eta == a.eta
+        np.testing.assert_array_equal(s.discrete, a.discrete)
+        np.testing.assert_array_equal(s.t, a.t)
+        assert float(jnp.max(s.limit_error)) <= 0.1 * s.max_discrepancy
+    assert float(shared[0].t[1]) == pytest.approx(312 * 0.04**2)
+    np.testing.assert_array_equal(shared[0].limit, alone[0].limit)  # its own path
+    for s in shared[1:]:  # one path for eta = 0.01 and 0.005, refined as 0.005's
+        np.testing.assert_array_equal(s.limit, alone[2].limit)
+        assert s.limit_substeps == 8
+    with pytest.raises(ValueError, match="etas"):
+        flatter.compare_step_sizes(problem, start, etas=(0.02, 0.0), **kwargs)
+
+
 def test_the_flow_runs_on_a_network_with_more_parameters_than_the_dense_projector_took():
     """Above 2,048 parameters the projector used to be CG on JJ^T, which stalled at a network's fitted point and
     failed inside lineax; it is now chosen as the Gauss-Newton steps are (dense least squares while the Jacobian is

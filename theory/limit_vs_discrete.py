@@ -72,22 +72,19 @@ results = {}
 for name, case in cases.items():
     for beta in (0.0, 0.9):
         etas = [e * (1 - beta) for e in etas_by_case[name]]  # the same eta_eff for both betas
-        comps = [
-            flatter.compare(
-                case["problem"],
-                case["params0"],
-                eta=eta,
-                beta=beta,
-                sigma=1.0,
-                t1=case["t1"],
-                key=jax.random.key(0),
-                seeds=case["seeds"],
-                batch_size=case["batch_size"],
-                records=case["records"],
-                observable=case["observable"],
-            )
-            for eta in etas
-        ]
+        comps = flatter.compare_step_sizes(  # one limit path for the step sizes whose records fall together
+            case["problem"],
+            case["params0"],
+            etas=etas,
+            beta=beta,
+            sigma=1.0,
+            t1=case["t1"],
+            key=jax.random.key(0),
+            seeds=case["seeds"],
+            batch_size=case["batch_size"],
+            records=case["records"],
+            observable=case["observable"],
+        )
         errs = [c.max_discrepancy for c in comps]
         order = np.polyfit(np.log(etas), np.log(errs), 1)[0]
         results[(name, beta)] = (etas, comps, errs, order)

@@ -112,22 +112,19 @@ SEEDS, RECORDS = (8, 5) if QUICK else (32, 10)
 MAX_SUBSTEPS = 4 if QUICK else 256  # quick mode checks that everything runs: the flow's step is refined once
 results = {}
 for name, problem in problems.items():
-    comps = [
-        flatter.compare(
-            problem,
-            starts[name],
-            eta=eta,
-            beta=BETA,
-            sigma=SIGMA,
-            t1=T1,
-            key=jax.random.key(1),
-            seeds=SEEDS,
-            records=RECORDS,
-            also=["test_accuracy"],
-            max_limit_substeps=MAX_SUBSTEPS,
-        )
-        for eta in ETAS
-    ]
+    comps = flatter.compare_step_sizes(  # one limit path serves every eta: the flow does not depend on it
+        problem,
+        starts[name],
+        etas=ETAS,
+        beta=BETA,
+        sigma=SIGMA,
+        t1=T1,
+        key=jax.random.key(1),
+        seeds=SEEDS,
+        records=RECORDS,
+        also=["test_accuracy"],
+        max_limit_substeps=MAX_SUBSTEPS,
+    )
     fit = flatter.discrepancy_order(comps)
     results[name] = (comps, fit)
     local = np.diff(np.log(fit.discrepancy)) / np.diff(np.log(fit.eta_eff))  # between neighbouring step sizes

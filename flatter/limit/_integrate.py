@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -13,6 +12,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._problem import Observable, Params, Problem
+from .._structural_jit import structural_jit
 from .._validation import check_choice, check_positive, check_positive_int
 from ..valley._flat import FlatProblem, flatten
 from ..valley._projection import gauss_newton_steps
@@ -146,24 +146,23 @@ def integrate(
         return gauss_newton_steps(fp, theta, projection_iterations, matrix_free=matrix_free_projection)
 
     n_saves = n_steps // save_every
+    # Compiled once per program (flatter._structural_jit): t1 and dt are inputs, so another end time or step size
+    # with the same step count, or a new closure for the same dynamics, reuses the executable.
     if method == "scan":
-        return _integrate_scan(problem, dynamics, fp, names, theta0, project, dt, n_saves, save_every, key, noise_dim)
-    return _integrate_diffrax(
-        problem,
-        dynamics,
-        fp,
-        names,
-        theta0,
-        project,
-        dt,
-        t1,
-        n_steps,
-        n_saves,
-        key,
-        noise_dim,
-        solver,
-        progress,
-    )
+
+        def solve(theta0, dt, key):
+            return _integrate_scan(
+                problem, dynamics, fp, names, theta0, project, dt, n_saves, save_every, key, noise_dim
+            )
+
+        return structural_jit(solve, theta0, jnp.asarray(dt, theta0.dtype), key)
+
+    def solve(theta0, t1, key):
+        return _integrate_diffrax(
+            problem, dynamics, fp, names, theta0, project, dt, t1, n_steps, n_saves, key, noise_dim, solver, progress
+        )
+
+    return structural_jit(solve, theta0, jnp.asarray(t1, theta0.dtype), key)
 
 
 def _integrate_scan(problem, dynamics, fp, names, theta0, project, dt, n_saves, save_every, key, noise_dim):
@@ -175,7 +174,7 @@ def _integrate_scan(problem, dynamics, fp, names, theta0, project, dt, n_saves, 
         if stochastic:
             key, sub = jax.random.split(key)
             xi = jax.random.normal(sub, (noise_dim,), theta.dtype)
-            incr = incr + dynamics.diffusion(fp, theta) @ (math.sqrt(dt) * xi)
+            incr = incr + dynamics.diffusion(fp, theta) @ (jnp.sqrt(dt) * xi)
         return (project(theta + incr), key), None
 
     def save(carry, _):

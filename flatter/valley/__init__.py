@@ -18,6 +18,7 @@ from ._projection import (
     gauss_newton_steps as gauss_newton_steps,
     gram_solve as gram_solve,
     project as project,
+    refined_gram_solve as refined_gram_solve,
 )
 from ._spectrum import hessian_spectrum as hessian_spectrum, normal_curvatures_flat as normal_curvatures_flat
 from ._tangent import (
@@ -50,6 +51,7 @@ __all__ = [
     "gauss_newton_step",
     "gauss_newton_steps",
     "gram_solve",
+    "refined_gram_solve",
     "project",
     "hessian_spectrum",
     "normal_curvatures_flat",

@@ -62,7 +62,7 @@ def on_valley(
     position along :math:`\Gamma` only, to :math:`O(x^2)` (the limit dynamics' own reading, Li-Wang-Arora's
     :math:`\Phi`). On the toy valley, whose :math:`\mathrm{tr}` has no normal gradient, it changes nothing.
 
-    ``solver``: one of :data:`GAUSS_NEWTON_SOLVERS`; by default ``"lstsq"`` (dense) for Jacobians up to
+    ``solver``: one of :data:`GAUSS_NEWTON_SOLVERS`; by default ``"cholesky"`` (dense) for Jacobians up to
     :data:`DENSE_PROJECTION_LIMIT` entries and ``"lsmr"`` (matrix-free) above, so a network's projection
     costs JVPs and VJPs, never a :math:`N\times p` matrix. Pure and traceable: usable under ``jit`` and
     ``vmap`` as every observable is. Squared loss only (:math:`\Gamma` is the zero-loss set).

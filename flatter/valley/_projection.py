@@ -20,11 +20,13 @@ class ValleyError(RuntimeError):
     """A valley computation failed: the point is not near the valley or a solve did not converge."""
 
 
-GAUSS_NEWTON_SOLVERS = ("lstsq", "gram", "lsmr")
-r"""How :func:`gauss_newton_step` solves for the minimum-norm step :math:`J^+r`: ``"lstsq"`` (dense least squares
-on the :math:`N\times p` Jacobian, through its SVD), ``"gram"`` (:func:`gram_solve`: Cholesky on the
-:math:`N\times N` Gram matrix :math:`JJ^\top`, about 4x cheaper, the squared condition number) or ``"lsmr"``
-(lineax's LSMR with JVPs and VJPs only: no matrix is formed)."""
+GAUSS_NEWTON_SOLVERS = ("cholesky", "lstsq", "gram", "lsmr")
+r"""How :func:`gauss_newton_step` solves for the minimum-norm step :math:`J^+r`: ``"cholesky"``
+(:func:`refined_gram_solve`: Cholesky on :math:`JJ^\top` refined against :math:`J` itself, exact to rounding
+while :math:`\mathrm{cond}(J)^2\epsilon \ll 1`; the dense default), ``"lstsq"`` (dense least squares on the
+:math:`N\times p` Jacobian through its SVD: any condition number, 15x slower at :math:`N \ll p`), ``"gram"``
+(:func:`gram_solve`: Cholesky on :math:`JJ^\top` with a ridge, unrefined: for sizing and short paths) or
+``"lsmr"`` (lineax's LSMR with JVPs and VJPs only: no matrix is formed)."""
 
 
 DENSE_PROJECTION_LIMIT = 4_000_000
@@ -32,20 +34,21 @@ DENSE_PROJECTION_LIMIT = 4_000_000
 (:func:`choose_solver`); above it the step is matrix-free (lineax's LSMR: JVPs and VJPs only, memory O(N + p))."""
 
 DENSE_MEMORY_LIMIT = 2 * 1024**3
-"""The most bytes of a dense Jacobian a step asked for by name (``solver="lstsq"`` or ``"gram"``) may take; past it
-the call is refused with the matrix-free option named (a network's N x p Jacobian is tens of GB)."""
+"""The most bytes of a dense Jacobian a step asked for by name (``"cholesky"``, ``"lstsq"`` or ``"gram"``) may
+take; past it the call is refused with the matrix-free option named (a network's N x p Jacobian is tens of GB)."""
 
 
 def choose_solver(num_outputs: int, num_params: int) -> str:
-    """The Gauss-Newton solver for a Jacobian of ``num_outputs x num_params``: ``"lstsq"`` (dense, exact to
-    rounding) up to :data:`DENSE_PROJECTION_LIMIT` entries, ``"lsmr"`` (matrix-free) above.
+    """The Gauss-Newton solver for a Jacobian of ``num_outputs x num_params``: ``"cholesky"`` (dense, exact to
+    rounding on a valley's full-rank Jacobian: :func:`refined_gram_solve`) up to :data:`DENSE_PROJECTION_LIMIT`
+    entries, ``"lsmr"`` (matrix-free) above.
 
     Examples:
       >>> import flatter
       >>> flatter.valley.choose_solver(100, 400), flatter.valley.choose_solver(5000, 167_818)  # MLP-6, 500 images
-      ('lstsq', 'lsmr')
+      ('cholesky', 'lsmr')
     """
-    return "lstsq" if num_outputs * num_params <= DENSE_PROJECTION_LIMIT else "lsmr"
+    return "cholesky" if num_outputs * num_params <= DENSE_PROJECTION_LIMIT else "lsmr"
 
 
 def check_dense_jacobian(num_outputs: int, num_params: int, itemsize: int, what: str) -> None:
@@ -74,8 +77,41 @@ def gram_solve(jac: Float[Array, "N p"], rhs: Float[Array, " N"]) -> Float[Array
     return jax.scipy.linalg.cho_solve(factor, rhs)
 
 
+GRAM_REFINEMENTS = 3
+"""Steps of iterative refinement in :func:`refined_gram_solve` (each two products with :math:`J` and two
+triangular solves, a few % of the factorization)."""
+
+
+def refined_gram_solve(jac: Float[Array, "N p"], rhs: Float[Array, " N"]) -> Float[Array, " N"]:
+    r"""The solution :math:`y` of :math:`JJ^\top y = \mathrm{rhs}`, so that :math:`J^\top y` is the minimum-norm
+    solution of :math:`J\delta = \mathrm{rhs}` (the Gauss-Newton step, the normal part of a vector).
+
+    Cholesky on the Gram matrix :math:`JJ^\top` (with a ridge of :math:`\epsilon\,\mathrm{tr}(JJ^\top)`, the
+    dtype's resolution, so a rank-deficient :math:`J` stays finite), then :data:`GRAM_REFINEMENTS` steps of
+    iterative refinement :math:`y \leftarrow y + (JJ^\top)^{-1}(\mathrm{rhs} - J(J^\top y))` with the residual
+    taken through :math:`J` itself, not the rounded Gram matrix: each step divides the error by about
+    :math:`1/(\mathrm{cond}(J)^2\epsilon)`, so the result is as accurate as least squares through the SVD while
+    :math:`\mathrm{cond}(J)^2\epsilon \ll 1` (:math:`\mathrm{cond}(J) \lesssim 10^6` in float64). On a
+    200 x 2,986 float64 network Jacobian it takes 5 ms against 80 ms for ``jnp.linalg.lstsq`` (2 cores).
+
+    Examples:
+      >>> import jax.numpy as jnp, flatter
+      >>> jac = jnp.array([[1.0, 0.0, 1.0], [0.0, 2.0, 0.0]])
+      >>> delta = jac.T @ flatter.valley.refined_gram_solve(jac, jnp.array([1.0, 1.0]))
+      >>> print(delta, jnp.linalg.pinv(jac) @ jnp.array([1.0, 1.0]))  # the minimum-norm solution, as pinv's
+      [0.5 0.5 0.5] [0.5 0.5 0.5]
+    """
+    gram = jac @ jac.T
+    ridge = jnp.finfo(gram.dtype).eps * jnp.trace(gram)
+    factor = jax.scipy.linalg.cho_factor(gram + ridge * jnp.eye(gram.shape[0], dtype=gram.dtype))
+    y = jax.scipy.linalg.cho_solve(factor, rhs)
+    for _ in range(GRAM_REFINEMENTS):
+        y = y + jax.scipy.linalg.cho_solve(factor, rhs - jac @ (jac.T @ y))
+    return y
+
+
 def gauss_newton_step(
-    flat_problem: FlatProblem, theta: Float[Array, " p"], *, solver: str = "lstsq"
+    flat_problem: FlatProblem, theta: Float[Array, " p"], *, solver: str = "cholesky"
 ) -> Float[Array, " p"]:
     r"""One minimum-norm Gauss-Newton step :math:`\theta \leftarrow \theta - J^+ r(\theta)`, the one in flatter.
 
@@ -122,7 +158,10 @@ def gauss_newton_delta(
         raise ValueError(f"solver must be one of {', '.join(map(repr, GAUSS_NEWTON_SOLVERS))}, got {solver!r}")
     check_dense_jacobian(r.size, theta.size, theta.dtype.itemsize, f"gauss_newton_step(solver={solver!r})")
     jac = flat_problem.jacobian(theta)
-    delta = jac.T @ gram_solve(jac, r) if solver == "gram" else jnp.linalg.lstsq(jac, r)[0]
+    if solver == "lstsq":
+        delta = jnp.linalg.lstsq(jac, r)[0]
+    else:
+        delta = jac.T @ (gram_solve(jac, r) if solver == "gram" else refined_gram_solve(jac, r))
     return delta.astype(theta.dtype), jnp.asarray(0, jnp.int32)  # float64 targets do not widen the parameters
 
 
@@ -134,7 +173,7 @@ def gauss_newton_steps(
     matrix_free: bool | None = None,
     solver: str | None = None,
 ) -> Float[Array, " p"]:
-    r"""A fixed number of :func:`gauss_newton_step` (``solver``; ``"lsmr"`` with ``matrix_free``, ``"lstsq"``
+    r"""A fixed number of :func:`gauss_newton_step` (``solver``; ``"lsmr"`` with ``matrix_free``, ``"cholesky"``
     without, and by the Jacobian's size, :func:`choose_solver`, when neither is given).
 
     Jit- and vmap-friendly (no data-dependent loop): the integrators call it after every step to
@@ -142,7 +181,7 @@ def gauss_newton_steps(
     """
     if solver is None and matrix_free is None:
         solver = choose_solver(jax.eval_shape(flat_problem.residual, theta).size, theta.size)
-    solver = solver or ("lsmr" if matrix_free else "lstsq")
+    solver = solver or ("lsmr" if matrix_free else "cholesky")
 
     def step(theta, _):
         return gauss_newton_step(flat_problem, theta, solver=solver), None
@@ -183,7 +222,7 @@ def project(
     problem.check_params(params)
     theta0, fp = flatten(problem, params)
     if method == "auto":
-        method = "dense" if choose_solver(problem.targets.size, theta0.size) == "lstsq" else "matrix_free"
+        method = "matrix_free" if choose_solver(problem.targets.size, theta0.size) == "lsmr" else "dense"
     if method == "dense":
         check_dense_jacobian(problem.targets.size, theta0.size, theta0.dtype.itemsize, "project(method='dense')")
     if tol is None:
@@ -218,6 +257,6 @@ def _project_loop(residual, num_examples, theta0, tol, max_steps, matrix_free):
 
     def body(carry):
         theta, it = carry
-        return gauss_newton_step(fp, theta, solver="lsmr" if matrix_free else "lstsq"), it + 1
+        return gauss_newton_step(fp, theta, solver="lsmr" if matrix_free else "cholesky"), it + 1
 
     return jax.lax.while_loop(cond, body, (theta0, jnp.asarray(0)))

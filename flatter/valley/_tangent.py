@@ -11,7 +11,7 @@ from jaxtyping import Array, Float, Scalar
 
 from .._problem import Params, Problem
 from ._flat import FlatProblem, flatten
-from ._projection import choose_solver, gram_solve, lsmr_minimum_norm
+from ._projection import choose_solver, gram_solve, lsmr_minimum_norm, refined_gram_solve
 
 
 def dense_tangent_projector(flat_problem: FlatProblem, theta: Float[Array, " p"]) -> Float[Array, "p p"]:
@@ -55,8 +55,9 @@ def tangent_projector(
 
         P = I - J^\top (J J^\top)^{-1} J, \qquad J = \partial_\theta r(\theta) \in \mathbb{R}^{N\times p}
 
-    Dense least squares on the Jacobian when it is small (:func:`flatter.valley.choose_solver`, or
-    ``matrix_free=False``), otherwise matrix-free (LSMR from JVPs and VJPs); never a :math:`p\times p` matrix.
+    Dense on the Jacobian when it is small (refined Cholesky on :math:`JJ^\top`,
+    :func:`flatter.valley.refined_gram_solve`; :func:`flatter.valley.choose_solver`, or ``matrix_free=False``),
+    otherwise matrix-free (LSMR from JVPs and VJPs); never a :math:`p\times p` matrix.
 
     Examples:
       >>> import jax.numpy as jnp, flatter
@@ -85,8 +86,10 @@ def lsmr_tangent_projector(
     return apply
 
 
-PROJECTOR_SOLVERS = ("lstsq", "pinv", "gram", "cg", "lsmr")
-r"""How :func:`flat_tangent_projector` applies :math:`P = I - J^\top(JJ^\top)^{-1}J`: ``"lstsq"`` (:math:`v -
+PROJECTOR_SOLVERS = ("cholesky", "lstsq", "pinv", "gram", "cg", "lsmr")
+r"""How :func:`flat_tangent_projector` applies :math:`P = I - J^\top(JJ^\top)^{-1}J`: ``"cholesky"``
+(:math:`v - J^\top y`, :math:`y` from :func:`flatter.valley.refined_gram_solve`: exact to rounding while
+:math:`\mathrm{cond}(J)^2\epsilon \ll 1`, the dense default), ``"lstsq"`` (:math:`v -
 J^+(Jv)` by dense least squares on the :math:`N\times p` Jacobian, no :math:`p\times p` matrix), ``"pinv"`` (the
 dense :math:`p\times p` matrix :math:`I - J^+J`), ``"gram"`` (:math:`v - J^\top w`, :math:`w` by Cholesky on
 :math:`JJ^\top`, :func:`flatter.valley.gram_solve`; the Jacobian but no :math:`p\times p` matrix), ``"cg"``
@@ -102,22 +105,23 @@ def flat_tangent_projector(
     solver: str | None = None,
 ) -> Callable[[Float[Array, " p"]], Float[Array, " p"]]:
     r""":func:`tangent_projector` on flat coordinates: ``solver`` from :data:`PROJECTOR_SOLVERS`, or by
-    ``matrix_free`` (``"lsmr"`` when true, ``"lstsq"`` when false; by default by the Jacobian's size as the
+    ``matrix_free`` (``"lsmr"`` when true, ``"cholesky"`` when false; by default by the Jacobian's size as the
     Gauss-Newton steps choose, :func:`flatter.valley.choose_solver`). ``"cg"`` is never chosen for you: at a
     network's fitted point :math:`JJ^\top` spans many decades and CG on it stalls where LSMR converges."""
     if solver is None and matrix_free is not None:
-        solver = "lsmr" if matrix_free else "lstsq"
+        solver = "lsmr" if matrix_free else "cholesky"
     elif solver is None:
         solver = choose_solver(jax.eval_shape(flat_problem.residual, theta).size, theta.shape[0])
     if solver == "cg":
         return matrix_free_tangent_projector(flat_problem, theta)
     if solver == "lsmr":
         return lsmr_tangent_projector(flat_problem, theta)
-    if solver in ("gram", "lstsq"):
+    if solver in ("cholesky", "gram", "lstsq"):
         jac = flat_problem.jacobian(theta)
         if solver == "lstsq":
             return lambda v: v - jnp.linalg.lstsq(jac, jac @ v)[0]
-        return lambda v: v - jac.T @ gram_solve(jac, jac @ v)
+        solve = refined_gram_solve if solver == "cholesky" else gram_solve
+        return lambda v: v - jac.T @ solve(jac, jac @ v)
     if solver != "pinv":
         raise ValueError(f"solver must be one of {', '.join(map(repr, PROJECTOR_SOLVERS))}, got {solver!r}")
     mat = dense_tangent_projector(flat_problem, theta)
@@ -174,7 +178,7 @@ def gauss_newton_trace_gradient_flat(problem: Problem, flat_problem: FlatProblem
     """
     outputs = jax.eval_shape(flat_problem.residual, theta).size
     closed_form = problem.trace_hessian_fn is not None or problem.loss_kind != "squared"
-    if closed_form or choose_solver(outputs, theta.size) == "lstsq":
+    if closed_form or choose_solver(outputs, theta.size) != "lsmr":
         return jax.grad(lambda t: problem.gauss_newton_trace(flat_problem.unravel(t)))(theta)
     inputs, weights = problem.example_chunks(theta.size)  # the padding examples have weight 0
 
