@@ -101,9 +101,9 @@ for name, module in modules.items():
 
 # %% [markdown]
 # Both dynamics from the fitted point: σ = 1, β = 0.9, t₁ = 1 (the flow takes tr∇²L down by about a third),
-# η from 0.002 down (η_eff = 0.02 to 0.0025; K = t₁/η_eff² = 2,500 to 160,000 steps). `compare` integrates the flow
-# with projected Heun steps and refines them until its own error is below a tenth of the discrepancy it is
-# compared with.
+# η from 0.002 down (η_eff = 0.02 to 0.0025; K = t₁/η_eff² = 2,500 to 160,000 steps). `compare_step_sizes` integrates
+# the flow once for all of them (it does not depend on η), with projected Heun steps refined until its own error is
+# below a tenth of the smallest discrepancy it is compared with.
 
 # %%
 SIGMA, BETA, T1 = 1.0, 0.9, 1.0
