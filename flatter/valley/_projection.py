@@ -39,16 +39,23 @@ take; past it the call is refused with the matrix-free option named (a network's
 
 
 def choose_solver(num_outputs: int, num_params: int) -> str:
-    """The Gauss-Newton solver for a Jacobian of ``num_outputs x num_params``: ``"cholesky"`` (dense, exact to
-    rounding on a valley's full-rank Jacobian: :func:`refined_gram_solve`) up to :data:`DENSE_PROJECTION_LIMIT`
-    entries, ``"lsmr"`` (matrix-free) above.
+    """The Gauss-Newton solver for a Jacobian of ``num_outputs x num_params``: dense (:func:`dense_solver`) up to
+    :data:`DENSE_PROJECTION_LIMIT` entries, ``"lsmr"`` (matrix-free) above.
 
     Examples:
       >>> import flatter
       >>> flatter.valley.choose_solver(100, 400), flatter.valley.choose_solver(5000, 167_818)  # MLP-6, 500 images
       ('cholesky', 'lsmr')
     """
-    return "cholesky" if num_outputs * num_params <= DENSE_PROJECTION_LIMIT else "lsmr"
+    return dense_solver(num_outputs, num_params) if num_outputs * num_params <= DENSE_PROJECTION_LIMIT else "lsmr"
+
+
+def dense_solver(num_outputs: int, num_params: int) -> str:
+    """The dense solver for a Jacobian of ``num_outputs x num_params``: ``"cholesky"`` (:func:`refined_gram_solve`,
+    exact to rounding on a valley's full-rank Jacobian) when it is wide, as an overparametrized valley's is;
+    ``"lstsq"`` (the SVD) when it is tall, where :math:`JJ^\top` is singular by its shape and a residual off the
+    range of :math:`J` would leave the refined solve with a spurious component."""
+    return "cholesky" if num_outputs <= num_params else "lstsq"
 
 
 def check_dense_jacobian(num_outputs: int, num_params: int, itemsize: int, what: str) -> None:
@@ -173,15 +180,18 @@ def gauss_newton_steps(
     matrix_free: bool | None = None,
     solver: str | None = None,
 ) -> Float[Array, " p"]:
-    r"""A fixed number of :func:`gauss_newton_step` (``solver``; ``"lsmr"`` with ``matrix_free``, ``"cholesky"``
-    without, and by the Jacobian's size, :func:`choose_solver`, when neither is given).
+    r"""A fixed number of :func:`gauss_newton_step` (``solver``; ``"lsmr"`` with ``matrix_free``,
+    :func:`dense_solver` without, and by the Jacobian's size, :func:`choose_solver`, when neither is given).
 
     Jit- and vmap-friendly (no data-dependent loop): the integrators call it after every step to
     return to :math:`\Gamma`.
     """
-    if solver is None and matrix_free is None:
-        solver = choose_solver(jax.eval_shape(flat_problem.residual, theta).size, theta.size)
-    solver = solver or ("lsmr" if matrix_free else "cholesky")
+    if solver is None:
+        outputs = jax.eval_shape(flat_problem.residual, theta).size
+        if matrix_free is None:
+            solver = choose_solver(outputs, theta.size)
+        else:
+            solver = "lsmr" if matrix_free else dense_solver(outputs, theta.size)
 
     def step(theta, _):
         return gauss_newton_step(flat_problem, theta, solver=solver), None
@@ -250,6 +260,7 @@ def project(
 @partial(jax.jit, static_argnums=(0, 1, 4, 5))
 def _project_loop(residual, num_examples, theta0, tol, max_steps, matrix_free):
     fp = FlatProblem(residual, None, num_examples)
+    dense = dense_solver(jax.eval_shape(residual, theta0).size, theta0.size)
 
     def cond(carry):
         theta, it = carry
@@ -257,6 +268,6 @@ def _project_loop(residual, num_examples, theta0, tol, max_steps, matrix_free):
 
     def body(carry):
         theta, it = carry
-        return gauss_newton_step(fp, theta, solver="lsmr" if matrix_free else "cholesky"), it + 1
+        return gauss_newton_step(fp, theta, solver="lsmr" if matrix_free else dense), it + 1
 
     return jax.lax.while_loop(cond, body, (theta0, jnp.asarray(0)))

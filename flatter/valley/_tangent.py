@@ -11,7 +11,7 @@ from jaxtyping import Array, Float, Scalar
 
 from .._problem import Params, Problem
 from ._flat import FlatProblem, flatten
-from ._projection import choose_solver, gram_solve, lsmr_minimum_norm, refined_gram_solve
+from ._projection import choose_solver, dense_solver, gram_solve, lsmr_minimum_norm, refined_gram_solve
 
 
 def dense_tangent_projector(flat_problem: FlatProblem, theta: Float[Array, " p"]) -> Float[Array, "p p"]:
@@ -105,13 +105,16 @@ def flat_tangent_projector(
     solver: str | None = None,
 ) -> Callable[[Float[Array, " p"]], Float[Array, " p"]]:
     r""":func:`tangent_projector` on flat coordinates: ``solver`` from :data:`PROJECTOR_SOLVERS`, or by
-    ``matrix_free`` (``"lsmr"`` when true, ``"cholesky"`` when false; by default by the Jacobian's size as the
-    Gauss-Newton steps choose, :func:`flatter.valley.choose_solver`). ``"cg"`` is never chosen for you: at a
-    network's fitted point :math:`JJ^\top` spans many decades and CG on it stalls where LSMR converges."""
-    if solver is None and matrix_free is not None:
-        solver = "lsmr" if matrix_free else "cholesky"
-    elif solver is None:
-        solver = choose_solver(jax.eval_shape(flat_problem.residual, theta).size, theta.shape[0])
+    ``matrix_free`` (``"lsmr"`` when true, :func:`flatter.valley.dense_solver` when false; by default by the
+    Jacobian's size as the Gauss-Newton steps choose, :func:`flatter.valley.choose_solver`). ``"cg"`` is never
+    chosen for you: at a network's fitted point :math:`JJ^\top` spans many decades and CG on it stalls where LSMR
+    converges."""
+    if solver is None:
+        outputs = jax.eval_shape(flat_problem.residual, theta).size
+        if matrix_free is None:
+            solver = choose_solver(outputs, theta.shape[0])
+        else:
+            solver = "lsmr" if matrix_free else dense_solver(outputs, theta.shape[0])
     if solver == "cg":
         return matrix_free_tangent_projector(flat_problem, theta)
     if solver == "lsmr":
