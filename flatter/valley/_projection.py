@@ -51,7 +51,7 @@ def choose_solver(num_outputs: int, num_params: int) -> str:
 
 
 def dense_solver(num_outputs: int, num_params: int) -> str:
-    """The dense solver for a Jacobian of ``num_outputs x num_params``: ``"cholesky"`` (:func:`refined_gram_solve`,
+    r"""The dense solver for a Jacobian of ``num_outputs x num_params``: ``"cholesky"`` (:func:`refined_gram_solve`,
     exact to rounding on a valley's full-rank Jacobian) when it is wide, as an overparametrized valley's is;
     ``"lstsq"`` (the SVD) when it is tall, where :math:`JJ^\top` is singular by its shape and a residual off the
     range of :math:`J` would leave the refined solve with a spurious component."""
