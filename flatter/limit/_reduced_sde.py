@@ -179,8 +179,6 @@ def paths_function(
         decay = jnp.exp(-ds)
 
         n_out = jax.eval_shape(fp.residual, theta0).shape[0]
-        jacobian = fp.jacobian
-
         n_params = theta0.shape[0]
         # The nonzero normal curvatures are the eigenvalues of J J^T/n (N x N) and of J^T J/n (p x p) alike:
         # decompose the smaller. J J^T/n's spectrum is J^T J/n's (ascending) after N - p zeros, so with p < N
@@ -200,7 +198,7 @@ def paths_function(
         def step(carry, k):
             theta, vel, u_all, _, h_before = carry
             u = u_all[n_out - n_modes :]
-            jac = jacobian(theta)
+            jac = fp.jacobian(theta)
             h, q = normal_modes(jac)
             active = h > rtol * jnp.max(h)
             modes = mode_parameters(eta, beta, h)
@@ -232,7 +230,7 @@ def paths_function(
             w = (q * jnp.where(active, modes.weight * u_step, 0.0)) @ q.T  # Hellmann-Feynman: Q, c, u held
 
             def weighted_trace(t):
-                j = jacobian(t)
+                j = fp.jacobian(t)
                 return jnp.sum((w @ j) * j) / fp.num_examples
 
             def advance(f):  # exact for a constant force f: P' = -P - f over ds, projected on T Gamma

@@ -38,16 +38,19 @@ DENSE_MEMORY_LIMIT = 2 * 1024**3
 take; past it the call is refused with the matrix-free option named (a network's N x p Jacobian is tens of GB)."""
 
 
-def choose_solver(num_outputs: int, num_params: int) -> str:
-    """The Gauss-Newton solver for a Jacobian of ``num_outputs x num_params``: dense (:func:`dense_solver`) up to
-    :data:`DENSE_PROJECTION_LIMIT` entries, ``"lsmr"`` (matrix-free) above.
+def choose_solver(num_outputs: int, num_params: int, matrix_free: bool | None = None) -> str:
+    """The Gauss-Newton solver for a Jacobian of ``num_outputs x num_params``: ``"lsmr"`` (matrix-free) when
+    ``matrix_free`` is true, dense (:func:`dense_solver`) when it is false; by default dense up to
+    :data:`DENSE_PROJECTION_LIMIT` entries and ``"lsmr"`` above.
 
     Examples:
       >>> import flatter
       >>> flatter.valley.choose_solver(100, 400), flatter.valley.choose_solver(5000, 167_818)  # MLP-6, 500 images
       ('cholesky', 'lsmr')
     """
-    return dense_solver(num_outputs, num_params) if num_outputs * num_params <= DENSE_PROJECTION_LIMIT else "lsmr"
+    if matrix_free is None:
+        matrix_free = num_outputs * num_params > DENSE_PROJECTION_LIMIT
+    return "lsmr" if matrix_free else dense_solver(num_outputs, num_params)
 
 
 def dense_solver(num_outputs: int, num_params: int) -> str:
@@ -117,6 +120,15 @@ def refined_gram_solve(jac: Float[Array, "N p"], rhs: Float[Array, " N"]) -> Flo
     return y
 
 
+def dense_minimum_norm(jac: Float[Array, "N p"], rhs: Float[Array, " N"], solver: str) -> Float[Array, " p"]:
+    r"""The minimum-norm solution :math:`J^+\mathrm{rhs}` of :math:`J\delta = \mathrm{rhs}` from the dense Jacobian,
+    by ``solver``: ``"cholesky"`` (:math:`J^\top y`, :func:`refined_gram_solve`), ``"gram"`` (:func:`gram_solve`)
+    or ``"lstsq"`` (the SVD). The Gauss-Newton step is :math:`J^+r`; the tangent projection :math:`v - J^+Jv`."""
+    if solver == "lstsq":
+        return jnp.linalg.lstsq(jac, rhs)[0]
+    return jac.T @ (gram_solve(jac, rhs) if solver == "gram" else refined_gram_solve(jac, rhs))
+
+
 def gauss_newton_step(
     flat_problem: FlatProblem, theta: Float[Array, " p"], *, solver: str = "cholesky"
 ) -> Float[Array, " p"]:
@@ -164,11 +176,7 @@ def gauss_newton_delta(
     if solver not in GAUSS_NEWTON_SOLVERS:
         raise ValueError(f"solver must be one of {', '.join(map(repr, GAUSS_NEWTON_SOLVERS))}, got {solver!r}")
     check_dense_jacobian(r.size, theta.size, theta.dtype.itemsize, f"gauss_newton_step(solver={solver!r})")
-    jac = flat_problem.jacobian(theta)
-    if solver == "lstsq":
-        delta = jnp.linalg.lstsq(jac, r)[0]
-    else:
-        delta = jac.T @ (gram_solve(jac, r) if solver == "gram" else refined_gram_solve(jac, r))
+    delta = dense_minimum_norm(flat_problem.jacobian(theta), r, solver)
     return delta.astype(theta.dtype), jnp.asarray(0, jnp.int32)  # float64 targets do not widen the parameters
 
 
@@ -187,11 +195,7 @@ def gauss_newton_steps(
     return to :math:`\Gamma`.
     """
     if solver is None:
-        outputs = jax.eval_shape(flat_problem.residual, theta).size
-        if matrix_free is None:
-            solver = choose_solver(outputs, theta.size)
-        else:
-            solver = "lsmr" if matrix_free else dense_solver(outputs, theta.size)
+        solver = choose_solver(jax.eval_shape(flat_problem.residual, theta).size, theta.size, matrix_free)
 
     def step(theta, _):
         return gauss_newton_step(flat_problem, theta, solver=solver), None
@@ -260,7 +264,7 @@ def project(
 @partial(jax.jit, static_argnums=(0, 1, 4, 5))
 def _project_loop(residual, num_examples, theta0, tol, max_steps, matrix_free):
     fp = FlatProblem(residual, None, num_examples)
-    dense = dense_solver(jax.eval_shape(residual, theta0).size, theta0.size)
+    solver = choose_solver(jax.eval_shape(residual, theta0).size, theta0.size, matrix_free)
 
     def cond(carry):
         theta, it = carry
@@ -268,6 +272,6 @@ def _project_loop(residual, num_examples, theta0, tol, max_steps, matrix_free):
 
     def body(carry):
         theta, it = carry
-        return gauss_newton_step(fp, theta, solver="lsmr" if matrix_free else dense), it + 1
+        return gauss_newton_step(fp, theta, solver=solver), it + 1
 
     return jax.lax.while_loop(cond, body, (theta0, jnp.asarray(0)))

@@ -11,7 +11,7 @@ from jaxtyping import Array, Float, Scalar
 
 from .._problem import Params, Problem
 from ._flat import FlatProblem, flatten
-from ._projection import choose_solver, dense_solver, gram_solve, lsmr_minimum_norm, refined_gram_solve
+from ._projection import choose_solver, dense_minimum_norm, lsmr_minimum_norm
 
 
 def dense_tangent_projector(flat_problem: FlatProblem, theta: Float[Array, " p"]) -> Float[Array, "p p"]:
@@ -110,21 +110,14 @@ def flat_tangent_projector(
     chosen for you: at a network's fitted point :math:`JJ^\top` spans many decades and CG on it stalls where LSMR
     converges."""
     if solver is None:
-        outputs = jax.eval_shape(flat_problem.residual, theta).size
-        if matrix_free is None:
-            solver = choose_solver(outputs, theta.shape[0])
-        else:
-            solver = "lsmr" if matrix_free else dense_solver(outputs, theta.shape[0])
+        solver = choose_solver(jax.eval_shape(flat_problem.residual, theta).size, theta.shape[0], matrix_free)
     if solver == "cg":
         return matrix_free_tangent_projector(flat_problem, theta)
     if solver == "lsmr":
         return lsmr_tangent_projector(flat_problem, theta)
     if solver in ("cholesky", "gram", "lstsq"):
         jac = flat_problem.jacobian(theta)
-        if solver == "lstsq":
-            return lambda v: v - jnp.linalg.lstsq(jac, jac @ v)[0]
-        solve = refined_gram_solve if solver == "cholesky" else gram_solve
-        return lambda v: v - jac.T @ solve(jac, jac @ v)
+        return lambda v: v - dense_minimum_norm(jac, jac @ v, solver)
     if solver != "pinv":
         raise ValueError(f"solver must be one of {', '.join(map(repr, PROJECTOR_SOLVERS))}, got {solver!r}")
     mat = dense_tangent_projector(flat_problem, theta)
