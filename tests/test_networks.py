@@ -194,12 +194,14 @@ def test_fashion_mnist_driver_end_to_end_on_real_images(tmp_path, fashion_idx_fo
     assert (out / "fashion-mnist.png").stat().st_size > 20_000
     with np.load(out / "curves.npz") as f:
         assert f["curve_trace"].shape == (1, 3, 1, 3, 1, 1, 2, 9)
-    # A rerun reuses phase 1, the pilot and every run.
-    stamp = (out / "phase1.npz").stat().st_mtime_ns
+    assert summary["regime"]["kappa"] == pytest.approx(0.5**2 / (4 * 25))  # sigma^2/(4 B C^3), B = 25 noisy labels
+    assert summary["regime"]["curvature"] > 0 and summary["regime"]["side"] in ("underdamped", "overdamped")
+    # A rerun reuses phase 1, the pilot, the regime and every run.
+    stamps = {name: (out / name).stat().st_mtime_ns for name in ("phase1.npz", "pilot.json", "regime.json")}
     again = run_network_experiment(
         "fashion-mnist", "quick", tmp_path, data_dir=fashion_idx_folder, progress=False, **tiny
     )
-    assert (out / "phase1.npz").stat().st_mtime_ns == stamp
+    assert {name: (out / name).stat().st_mtime_ns for name in stamps} == stamps
     assert json.dumps(again["alpha"]) == json.dumps(summary["alpha"])  # NaN-safe equality
 
 

@@ -187,7 +187,9 @@ def test_the_descent_curvature_is_the_riemannian_hessian_on_a_curved_valley():
         trace = 4 * np.exp(2 * np.cos(phi))
         assert geometry.trace == pytest.approx(trace, rel=1e-10)
         assert geometry.gradient_norm == pytest.approx(abs(trace * 2 * np.sin(phi)), rel=1e-8)
-        assert geometry.curvature == pytest.approx(trace * (4 * np.sin(phi) ** 2 - 2 * np.cos(phi)), rel=1e-4)
+        curvature = trace * (4 * np.sin(phi) ** 2 - 2 * np.cos(phi))
+        assert geometry.curvature == pytest.approx(curvature, rel=1e-10)  # exact: no finite difference
+        assert valley.descent_geometry(problem, theta, matrix_free=True).curvature == pytest.approx(curvature, rel=1e-8)
         tangent = jnp.array([-np.sin(phi), np.cos(phi)])
         euclidean = tangent @ jax.hessian(lambda t: problem.gauss_newton_trace(t))(theta) @ tangent
         assert abs(float(euclidean) - geometry.curvature) > 0.1 * abs(geometry.curvature)
@@ -205,6 +207,26 @@ def small_network():
     problem, params = flatter.Problem.from_flax(flatter.models.MLP(64, 10, width=96, depth=3, rngs=nnx.Rngs(0)), x, y)
     fitted, info = flatter.interpolate(problem, params, tol=1e-7)
     return problem, params, fitted, info
+
+
+def test_a_networks_descent_curvature_matrix_free_is_the_second_difference_along_the_valley(small_network):
+    """lambda on the fitted MLP (16,522 parameters, N = 400: LSMR by size) against an independent reference: the
+    central second difference of tr along the dense Gauss-Newton retraction in float64, R(theta + eps v) with
+    eps = 1e-3 (truncation O(eps^2), rounding u/eps^2 ~ 1e-10). The float32 network, matrix-free, agrees too."""
+    problem, _, fitted, _ = small_network
+    wide, _ = flatter.interpolate(problem, jax.tree.map(lambda leaf: leaf.astype(jnp.float64), fitted), tol=1e-14)
+    theta, fp = valley.flatten(problem, wide)
+    assert valley.choose_solver(400, theta.size) == "lsmr"
+    geometry = valley.descent_geometry(problem, wide)
+    v = -valley.riemannian_gradient_trace_flat(problem, fp, theta, False)
+    assert float(jnp.linalg.norm(v)) == pytest.approx(geometry.gradient_norm, rel=1e-8)
+    eps, v = 1e-3, v / jnp.linalg.norm(v)
+    retracted = [valley.gauss_newton_steps(fp, theta + s * eps * v, 4, solver="lstsq") for s in (1.0, 0.0, -1.0)]
+    along = [float(problem.gauss_newton_trace(fp.unravel(t))) for t in retracted]
+    second_difference = (along[0] - 2 * along[1] + along[2]) / eps**2
+    assert geometry.curvature == pytest.approx(second_difference, rel=1e-6)
+    assert abs(geometry.curvature) > 10.0  # a curvature, not rounding (228 here)
+    assert valley.descent_geometry(problem, fitted).curvature == pytest.approx(geometry.curvature, rel=1e-4)
 
 
 def test_a_networks_riemannian_trace_gradient_is_computed_without_its_jacobian_and_equals_the_dense_one(

@@ -25,12 +25,14 @@ from .._full_batch import checkpoint_meta, fit_training_set, load_checkpoint, sa
 from .._io import environment, save_arrays, save_json
 from .._precision import full_precision
 from .._problem import Problem
+from .._progress import keep_alive
 from .._simulate import SAMPLINGS, simulate
 from .._validation import check_choice
 from ..curvature import hutchinson_observable
 from ..figures import network_figure, save_figure
+from ..limit import regime
 from ..sweep import SweepSpec, problem_digest, run_sweep, summarize as summarize_sweep
-from ..transforms import heavy_ball, label_flip, label_noise
+from ..transforms import heavy_ball, label_flip, label_noise, label_noise_batch
 from ._presets import load_dataset, pick_preset
 
 ACCURACY_TOLERANCE = 0.005
@@ -195,7 +197,7 @@ def _config_record(config: NetworkPreset) -> dict:
     record = dataclasses.asdict(config)
     if record["sampling"] == "without_replacement":
         del record["sampling"]
-    return record
+    return json.loads(json.dumps(record))  # as read back from a file (lists, not tuples), so the two compare equal
 
 
 def preset(dataset: str, name: str, **overrides) -> NetworkPreset:
@@ -358,6 +360,48 @@ def pilot_flow_time(
     return result
 
 
+def network_regime(problem: Problem, params, config: NetworkPreset, settings: dict, path: Path, progress: bool = False):
+    r"""Where the fitted network sits on the regime map (:func:`flatter.limit.regime`), or None where the reduced
+    theory does not apply (flip noise or the cross-entropy loss).
+
+    :math:`\kappa = \sigma^2/(4BC^3)` with :math:`B` the minibatch's noisy labels
+    (:func:`flatter.transforms.label_noise_batch`) and :math:`\lambda`, the curvature of tr∇²L along the valley in
+    the drift's direction, from the phase-1 point without a Jacobian (:func:`flatter.valley.descent_geometry`: one
+    LSMR solve, minutes on MLP-6). Kept in ``path`` with the settings it was computed for, so a rerun reads it.
+    """
+    if config.loss != "squared" or config.noise != "gaussian":
+        return None
+    key = json.loads(json.dumps({"config": _config_record(config), "phase1": settings}))  # as read back
+    if path.exists():
+        stored = json.loads(path.read_text())
+        if stored.get("key") == key:
+            return stored
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=1, desc="regime: curvature of tr∇²L along the valley (matrix-free)", unit="solve")
+    start = time.perf_counter()
+    with keep_alive(bar):
+        noisy = int(label_noise_batch("minibatch", config.batch_size, problem.num_examples))
+        found = regime(problem, params, sigma=config.noise_scale, C=config.C, batch_size=noisy)
+    if bar is not None:
+        bar.update(1)
+        bar.close()
+    result = {
+        "kappa": found.kappa,
+        "curvature": found.curvature,
+        "zeta": found.zeta,
+        "side": found.side,
+        "noise_batch": noisy,
+        "text": str(found),
+        "seconds": time.perf_counter() - start,
+        "key": key,
+    }
+    save_json(path, result)
+    return result
+
+
 def spec_for(problem: Problem, config: NetworkPreset, threshold: float, flow_time: float) -> SweepSpec:
     return SweepSpec.for_problem(
         problem,
@@ -450,12 +494,18 @@ def run_network_experiment(
             f"tr∇²L {meta['observables']['trace']:.4g}",
             flush=True,
         )
+        found = network_regime(problem, params, config, meta["settings"], out / "regime.json", progress=progress)
+        if found is None:
+            print("regime: not placed (the reduced theory's kappa is for Gaussian label noise on the squared loss)")
+        else:
+            print(f"regime at gamma = 2/3: {found['text']} ({found['seconds']:.0f} s)", flush=True)
         pilot = pilot_flow_time(problem, params, config, threshold, out / "pilot.json", progress=progress)
         settles = "does not settle within" if pilot.get("censored") else "settles in"
         print(f"pilot: tr∇²L {settles} {pilot['steps']:.0f} steps at eta={pilot['eta']:g}", flush=True)
     spec = spec_for(problem, config, threshold, pilot["flow_time"])
     results = run_sweep(spec, out / "sweep", problem=problem, params0=params, progress=progress, verbose=verbose)
     results, summary, record = summarize(results, config, meta, pilot)
+    record["regime"] = None if found is None else {k: v for k, v in found.items() if k != "key"}
     record.update(wall_seconds=time.perf_counter() - start, environment=environment(), sweep=str(out / "sweep"))
     print_summary(summary, record)
     save_json(out / "summary.json", record)
@@ -473,6 +523,12 @@ def run_network_experiment(
         f"{config.seeds} seeds): phase 1 to a fitted training set, then label-noise SGDM, "
         r"$1-\beta = C\eta^\gamma$"
     )
+    if found is not None:
+        title += (
+            "\n"
+            rf"regime at $\gamma$ = 2/3: the damping ratio $\zeta$ = {found['zeta']:.3g} ({found['side']}, critical 1) "
+            rf"from $\kappa = \sigma^2/(4BC^3)$ = {found['kappa']:.3g}, $\lambda$ = {found['curvature']:.3g}"
+        )
     fig = network_figure(
         results, summary, trace_start=record["trace_start"], accuracy_start=record["test_accuracy_start"], title=title
     )

@@ -18,6 +18,7 @@ from ._projection import (
     gauss_newton_step as gauss_newton_step,
     gauss_newton_steps as gauss_newton_steps,
     gram_solve as gram_solve,
+    normal_coefficients as normal_coefficients,
     project as project,
     refined_gram_solve as refined_gram_solve,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "gauss_newton_step",
     "gauss_newton_steps",
     "gram_solve",
+    "normal_coefficients",
     "refined_gram_solve",
     "project",
     "hessian_spectrum",

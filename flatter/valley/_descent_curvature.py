@@ -9,10 +9,10 @@ import jax.numpy as jnp
 
 from .._precision import full_precision
 from .._problem import Params, Problem
-from .._validation import check_positive, check_positive_int
+from .._structural_jit import structural_jit
 from ._flat import flatten
-from ._projection import gauss_newton_steps
-from ._tangent import riemannian_gradient_trace_flat
+from ._projection import choose_solver, normal_coefficients
+from ._tangent import gauss_newton_trace_gradient_flat
 
 
 class DescentGeometry(NamedTuple):
@@ -30,24 +30,28 @@ class DescentGeometry(NamedTuple):
     curvature: float
 
 
-def descent_geometry(
-    problem: Problem, params: Params, *, step: float | None = None, iterations: int = 3
-) -> DescentGeometry:
-    r""":class:`DescentGeometry` at ``params`` (a point of :math:`\Gamma`).
+def descent_geometry(problem: Problem, params: Params, *, matrix_free: bool | None = None) -> DescentGeometry:
+    r""":class:`DescentGeometry` at ``params`` (a point of :math:`\Gamma`), exactly and without a Jacobian.
 
-    The curvature is the central difference
+    With :math:`f = \mathrm{tr}(J^\top J)/n` (equal to :math:`\mathrm{tr}\nabla^2L` on :math:`\Gamma`, so the same
+    function on the valley), a geodesic :math:`c(\epsilon)` of :math:`\Gamma` through :math:`\theta` in direction
+    :math:`v` keeps :math:`r(c) = 0`, so :math:`J c'' = -D^2r[v, v]`, and its acceleration is normal:
+    :math:`c'' = -J^+D^2r[v, v]`. Hence
 
     .. math::
 
-        \lambda \approx \frac{\mathrm{tr}\,R(\epsilon v) - 2\,\mathrm{tr}\,\theta + \mathrm{tr}\,R(-\epsilon v)}
-        {\epsilon^2}, \qquad R(w) = G^{k}(\theta + w),
+        \lambda = \frac{d^2}{d\epsilon^2} f(c(\epsilon))\Big|_0
+        = \nabla^2 f[v, v] - \big\langle \nabla f,\; J^+ D^2r[v, v]\big\rangle,
 
-    with :math:`R` the projection retraction (``iterations`` :math:`= k` Gauss-Newton steps :math:`G`, which
-    agrees with the exponential map to second order, so the difference is the Riemannian Hessian up to
-    :math:`O(\epsilon^2)`) and :math:`\epsilon` = ``step`` :math:`\times\max(1, |\theta|)`; by default ``step`` is
-    the fourth root of the dtype's resolution (``1.2e-4`` in float64, ``0.019`` in float32), where the difference's
-    rounding error :math:`u/\epsilon^2` and its truncation error :math:`\epsilon^2` balance. Costs three traces and
-    one Riemannian gradient; dense Jacobians (small models).
+    the Euclidean second derivative plus the normal gradient against the valley's second fundamental form.
+    :math:`\nabla^2 f[v, v]` is a JVP of :func:`flatter.valley.gauss_newton_trace_gradient_flat` (chunked over
+    examples on a network) and :math:`D^2r[v, v]` a JVP of a JVP of the residuals. One least-squares solve
+    serves both the direction and the correction: with :math:`J^\top a` the normal part of :math:`\nabla f`
+    (:func:`flatter.valley.normal_coefficients`), :math:`\nabla_\Gamma f = \nabla f - J^\top a` and
+    :math:`\langle\nabla f, J^+w\rangle = \langle a, w\rangle`. The solve is dense on a small Jacobian or LSMR
+    from JVPs and VJPs (:func:`flatter.valley.choose_solver`; ``matrix_free`` forces either), so memory is
+    :math:`O(N + p)` on a network. No finite difference: exact to the solve's tolerance in float32 as in
+    float64.
 
     Examples:
       >>> import jax.numpy as jnp, flatter
@@ -55,28 +59,25 @@ def descent_geometry(
       >>> print(f"{g.trace:.3f} {g.gradient_norm:.3f} {g.curvature:.3f}")  # tr = 1 + y^2 at y = 1
       2.000 2.000 2.000
     """
-    if step is not None:
-        check_positive("step", step)
-    iterations = check_positive_int("iterations", iterations)
     with full_precision():
         theta, fp = flatten(problem, params)
-        if step is None:
-            step = float(jnp.finfo(theta.dtype).eps) ** 0.25
+        solver = choose_solver(jax.eval_shape(fp.residual, theta).size, theta.size, matrix_free)
 
-        def trace(t):
-            return problem.gauss_newton_trace(fp.unravel(t))
+        def geometry(theta):
+            def gradient(t):  # the Euclidean gradient of f = tr(J^T J)/n
+                return gauss_newton_trace_gradient_flat(problem, fp, t)
 
-        gradient = riemannian_gradient_trace_flat(problem, fp, theta)
-        norm = float(jnp.linalg.norm(gradient))
-        if not norm > 0:
-            return DescentGeometry(float(trace(theta)), 0.0, 0.0)
-        v = -gradient / norm
-        eps = step * max(1.0, float(jnp.linalg.norm(theta)))
-        # The centre through the same retraction: a start off Gamma by delta would add O(delta / eps^2). The three
-        # points in one vmapped call: one program, not one per point.
-        shifts = eps * jnp.array([1.0, 0.0, -1.0], theta.dtype)[:, None] * v
-        ahead, at, behind = (
-            float(t) for t in jax.vmap(lambda w: trace(gauss_newton_steps(fp, w, iterations)))(theta + shifts)
-        )
-        curvature = (ahead - 2.0 * at + behind) / eps**2
-    return DescentGeometry(at, norm, curvature)
+            euclidean = gradient(theta)
+            # One solve: the normal part J^T a of grad f gives the tangent part, and <grad f, J^+ w> = <a, w>.
+            a, _ = normal_coefficients(fp, theta, euclidean, solver, "descent_geometry")
+            tangent = euclidean - jax.vjp(fp.residual, theta)[1](a)[0]
+            norm = jnp.linalg.norm(tangent)
+            v = -tangent / jnp.where(norm > 0, norm, 1.0)
+            hessian_vv = jnp.vdot(jax.jvp(gradient, (theta,), (v,))[1], v)
+            second = jax.jvp(lambda t: jax.jvp(fp.residual, (t,), (v,))[1], (theta,), (v,))[1]  # D^2 r[v, v]
+            curvature = hessian_vv - jnp.vdot(a, second)
+            return problem.gauss_newton_trace(fp.unravel(theta)), norm, jnp.where(norm > 0, curvature, 0.0)
+
+        # One program per model and size (structural_jit): a second point, or a problem rebuilt, compiles nothing.
+        trace, norm, curvature = (float(x) for x in structural_jit(geometry, theta))
+    return DescentGeometry(trace, norm, curvature)

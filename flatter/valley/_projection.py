@@ -165,18 +165,66 @@ def lsmr_minimum_norm(
     return solution.value.astype(theta.dtype), jnp.asarray(solution.stats["num_steps"], jnp.int32)
 
 
+def normal_coefficients(
+    flat_problem: FlatProblem,
+    theta: Float[Array, " p"],
+    vector: Float[Array, " p"],
+    solver: str,
+    caller: str,
+    rtol: float | None = None,
+) -> tuple[Float[Array, " N"], Int[Array, ""]]:
+    r"""The coefficients :math:`a = (JJ^\top)^{-1}J\,\mathrm{vector}` of the normal part :math:`J^\top a` of
+    ``vector`` (so ``vector`` :math:`- J^\top a` is its tangent part), and the iterations the solve took (0 when
+    dense). ``rtol``: LSMR's relative tolerance (default a tenth of the dtype's resolution, as
+    :func:`lsmr_minimum_norm`'s).
+
+    :math:`a` is the least-squares solution of :math:`J^\top a = \mathrm{vector}`: by LSMR on the operator
+    :math:`a \mapsto J^\top a` (VJPs and JVPs only) for ``solver="lsmr"``, else dense on the Jacobian
+    (:func:`refined_gram_solve`, :func:`gram_solve` or least squares on :math:`J^\top`; refused above
+    :data:`DENSE_MEMORY_LIMIT` in ``caller``'s name). One solve gives both the tangent part and, through
+    :math:`\langle a, w\rangle = \langle \mathrm{vector}, J^+w\rangle`, the vector against any :math:`J^+w`.
+    """
+    out = jax.eval_shape(flat_problem.residual, theta)
+    if solver == "lsmr":
+        wide = jnp.promote_types(theta.dtype, jnp.result_type(float))  # as lsmr_minimum_norm: lineax under x64
+        _, vjp = jax.vjp(flat_problem.residual, theta)
+        op = lx.FunctionLinearOperator(
+            lambda a: vjp(a.astype(out.dtype))[0].astype(wide), jax.ShapeDtypeStruct(out.shape, wide)
+        )
+        tol = max(1e-12, float(jnp.finfo(theta.dtype).eps) / 10) if rtol is None else rtol
+        solution = lx.linear_solve(op, vector.astype(wide), lx.LSMR(rtol=tol, atol=tol), throw=False)
+        return solution.value.astype(out.dtype), jnp.asarray(solution.stats["num_steps"], jnp.int32)
+    if solver not in GAUSS_NEWTON_SOLVERS:
+        raise ValueError(f"solver must be one of {', '.join(map(repr, GAUSS_NEWTON_SOLVERS))}, got {solver!r}")
+    check_dense_jacobian(out.size, theta.size, theta.dtype.itemsize, f"{caller}(solver={solver!r})")
+    jac = flat_problem.jacobian(theta)
+    if solver == "lstsq":
+        coefficients = jnp.linalg.lstsq(jac.T, vector)[0]
+    else:
+        coefficients = (gram_solve if solver == "gram" else refined_gram_solve)(jac, jac @ vector)
+    return coefficients.astype(out.dtype), jnp.asarray(0, jnp.int32)
+
+
 def gauss_newton_delta(
     flat_problem: FlatProblem, theta: Float[Array, " p"], solver: str
 ) -> tuple[Float[Array, " p"], Int[Array, ""]]:
     r"""The minimum-norm step :math:`J^+r(\theta)` of :func:`gauss_newton_step` and the iterations its solve took
     (LSMR's; 0 for a dense solve)."""
-    r = flat_problem.residual(theta)
+    return minimum_norm(flat_problem, theta, flat_problem.residual(theta), solver, "gauss_newton_step")
+
+
+def minimum_norm(
+    flat_problem: FlatProblem, theta: Float[Array, " p"], rhs: Float[Array, " N"], solver: str, caller: str
+) -> tuple[Float[Array, " p"], Int[Array, ""]]:
+    r"""The minimum-norm solution :math:`J^+\mathrm{rhs}` of :math:`J\delta = \mathrm{rhs}` at ``theta`` by
+    ``solver`` (:data:`GAUSS_NEWTON_SOLVERS`: LSMR from JVPs and VJPs, or a dense solve on the Jacobian, refused
+    above :data:`DENSE_MEMORY_LIMIT` in ``caller``'s name), and the iterations its solve took (0 when dense)."""
     if solver == "lsmr":
-        return lsmr_minimum_norm(flat_problem.residual, theta, r)
+        return lsmr_minimum_norm(flat_problem.residual, theta, rhs)
     if solver not in GAUSS_NEWTON_SOLVERS:
         raise ValueError(f"solver must be one of {', '.join(map(repr, GAUSS_NEWTON_SOLVERS))}, got {solver!r}")
-    check_dense_jacobian(r.size, theta.size, theta.dtype.itemsize, f"gauss_newton_step(solver={solver!r})")
-    delta = dense_minimum_norm(flat_problem.jacobian(theta), r, solver)
+    check_dense_jacobian(rhs.size, theta.size, theta.dtype.itemsize, f"{caller}(solver={solver!r})")
+    delta = dense_minimum_norm(flat_problem.jacobian(theta), rhs, solver)
     return delta.astype(theta.dtype), jnp.asarray(0, jnp.int32)  # float64 targets do not widen the parameters
 
 
