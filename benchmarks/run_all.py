@@ -136,6 +136,13 @@ FIGURES = (
         preset="fashion-mnist fashion-mnist quick",
     ),
     Figure(
+        "fashion-mnist-critical",
+        "The MLP-6 on Fashion-MNIST at the critical damping ratio, at the protocol's size",
+        f"{FLATTER} fashion-mnist --preset critical --out {{out}} --no-progress --verbose",
+        last_lines=40,
+        preset="fashion-mnist fashion-mnist critical",
+    ),
+    Figure(
         "network-valley",
         "The valley of a network, matrix-free: interpolate, project, the label-noise flow and compare on MLP-6 with "
         "500 Fashion-MNIST images",

@@ -164,7 +164,11 @@ def _parser() -> argparse.ArgumentParser:
     cstar.add_argument("--out", default="flatter-out/cstar", help="results folder")
     _add_machine_options(cstar)
     for dataset, presets, about in (
-        ("fashion-mnist", ("quick", "paper"), "MLP-6 on Fashion-MNIST (Debian's dataset-fashion-mnist, or --data DIR)"),
+        (
+            "fashion-mnist",
+            ("quick", "critical", "paper"),
+            "MLP-6 on Fashion-MNIST (Debian's dataset-fashion-mnist, or --data DIR)",
+        ),
         ("cifar10", ("smoke", "paper"), "ResNet-18 on CIFAR-10 (--data: the official python-version archive)"),
     ):
         network = sub.add_parser(

@@ -301,3 +301,17 @@ def test_simulate_refuses_the_dense_default_trace_on_a_network(monkeypatch):
         flatter.simulate(squared, tx, params, steps=2, key=jax.random.key(0))
     traj = flatter.simulate(squared, tx, params, steps=2, key=jax.random.key(0), observables=["loss"])
     assert traj.observables["loss"].shape == (3,)
+
+
+def test_the_critical_fashion_preset_is_at_the_protocols_size():
+    """docs/theory.md §1.7: at least 5 gammas including 2/3, 4 etas over at least a decade and 8 seeds; the same
+    network and phase 1 as the quick preset, so the regime it was moved to is measured at the same fitted point."""
+    from flatter.drivers.networks import preset
+
+    critical, quick = preset("fashion-mnist", "critical"), preset("fashion-mnist", "quick")
+    assert len(critical.gammas) >= 5 and min(abs(g - 2 / 3) for g in critical.gammas) < 1e-12
+    assert len(critical.etas) >= 4 and max(critical.etas) / min(critical.etas) >= 10 - 1e-9
+    assert critical.seeds >= 8
+    same = ("width", "depth", "train_per_class", "phase1_learning_rate", "phase1_tol", "noise_scale", "C")
+    assert all(getattr(critical, name) == getattr(quick, name) for name in same)
+    assert critical.batch_size < quick.batch_size  # more noise per noisy label: kappa = sigma^2/(4BC^3) grows

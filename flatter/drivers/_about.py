@@ -19,7 +19,7 @@ PRESET_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
         for preset in ("quick", "paper")
     ),
     "cstar": (("toy-valley", "quick"), ("toy-valley", "paper")),
-    "fashion-mnist": (("fashion-mnist", "quick"), ("fashion-mnist", "paper")),
+    "fashion-mnist": (("fashion-mnist", "quick"), ("fashion-mnist", "critical"), ("fashion-mnist", "paper")),
     "cifar10": (("cifar10", "smoke"), ("cifar10", "paper")),
     "large-batch": tuple(
         (dataset, preset)
