@@ -196,7 +196,7 @@ def test_fashion_mnist_driver_end_to_end_on_real_images(tmp_path, fashion_idx_fo
         assert f["curve_trace"].shape == (1, 3, 1, 3, 1, 1, 2, 9)
     assert summary["regime"]["kappa"] == pytest.approx(0.5**2 / (4 * 25))  # sigma^2/(4 B C^3), B = 25 noisy labels
     assert summary["regime"]["curvature"] > 0 and summary["regime"]["side"] in ("underdamped", "overdamped")
-    # A rerun reuses phase 1, the pilot, the regime and every run.
+    # A rerun reuses phase 1, the pilot, the valley's curvature and every run.
     stamps = {name: (out / name).stat().st_mtime_ns for name in ("phase1.npz", "pilot.json", "regime.json")}
     again = run_network_experiment(
         "fashion-mnist", "quick", tmp_path, data_dir=fashion_idx_folder, progress=False, **tiny
@@ -312,6 +312,6 @@ def test_the_critical_fashion_preset_is_at_the_protocols_size():
     assert len(critical.gammas) >= 5 and min(abs(g - 2 / 3) for g in critical.gammas) < 1e-12
     assert len(critical.etas) >= 4 and max(critical.etas) / min(critical.etas) >= 10 - 1e-9
     assert critical.seeds >= 8
-    same = ("width", "depth", "train_per_class", "phase1_learning_rate", "phase1_tol", "noise_scale", "C")
+    same = ("width", "depth", "train_per_class", "phase1_learning_rate", "phase1_tol", "noise_scale", "batch_size")
     assert all(getattr(critical, name) == getattr(quick, name) for name in same)
-    assert critical.batch_size < quick.batch_size  # more noise per noisy label: kappa = sigma^2/(4BC^3) grows
+    assert critical.C < quick.C  # less damping: kappa = sigma^2/(4BC^3) grows as C^-3

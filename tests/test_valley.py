@@ -209,24 +209,44 @@ def small_network():
     return problem, params, fitted, info
 
 
-def test_a_networks_descent_curvature_matrix_free_is_the_second_difference_along_the_valley(small_network):
-    """lambda on the fitted MLP (16,522 parameters, N = 400: LSMR by size) against an independent reference: the
-    central second difference of tr along the dense Gauss-Newton retraction in float64, R(theta + eps v) with
-    eps = 1e-3 (truncation O(eps^2), rounding u/eps^2 ~ 1e-10). The float32 network, matrix-free, agrees too."""
-    problem, _, fitted, _ = small_network
-    wide, _ = flatter.interpolate(problem, jax.tree.map(lambda leaf: leaf.astype(jnp.float64), fitted), tol=1e-14)
-    theta, fp = valley.flatten(problem, wide)
-    assert valley.choose_solver(400, theta.size) == "lsmr"
-    geometry = valley.descent_geometry(problem, wide)
-    v = -valley.riemannian_gradient_trace_flat(problem, fp, theta, False)
+def test_a_networks_descent_curvature_matrix_free_is_the_second_difference_along_the_valley():
+    """lambda on a fitted tanh MLP (1,930 parameters, 20 examples, float64), matrix-free (LSMR, the chunked trace
+    gradient), against an independent reference: the central second difference of tr along the dense
+    least-squares Gauss-Newton retraction, R(theta + eps v) with eps = 1e-3 (truncation O(eps^2) ~ 1e-6 relative,
+    rounding u/eps^2 ~ 1e-10). The dense solve gives the same lambda, and so does the float32 network."""
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.normal(size=(20, 16)))
+    y = jax.nn.one_hot(np.arange(20) % 10, 10, dtype=jnp.float64)
+    sizes = (16, 32, 32, 10)
+    params = [
+        (jnp.asarray(rng.normal(size=(a, b)) / np.sqrt(a)), jnp.zeros(b))
+        for a, b in zip(sizes[:-1], sizes[1:], strict=True)
+    ]
+
+    def predict(params, inputs):  # a user's own tanh MLP as a predict function
+        for w, b in params[:-1]:
+            inputs = jnp.tanh(inputs @ w + b)
+        return inputs @ params[-1][0] + params[-1][1]
+
+    problem = flatter.Problem(predict, x, y, name="tanh-mlp")
+    start, _ = flatter.interpolate(problem, params, tol=1e-14)
+    theta, fp = valley.flatten(problem, start)
+    geometry = valley.descent_geometry(problem, start, matrix_free=True)
+    v = -valley.riemannian_gradient_trace_flat(problem, fp, theta, solver="lstsq")
     assert float(jnp.linalg.norm(v)) == pytest.approx(geometry.gradient_norm, rel=1e-8)
     eps, v = 1e-3, v / jnp.linalg.norm(v)
     retracted = [valley.gauss_newton_steps(fp, theta + s * eps * v, 4, solver="lstsq") for s in (1.0, 0.0, -1.0)]
     along = [float(problem.gauss_newton_trace(fp.unravel(t))) for t in retracted]
     second_difference = (along[0] - 2 * along[1] + along[2]) / eps**2
-    assert geometry.curvature == pytest.approx(second_difference, rel=1e-6)
-    assert abs(geometry.curvature) > 10.0  # a curvature, not rounding (228 here)
-    assert valley.descent_geometry(problem, fitted).curvature == pytest.approx(geometry.curvature, rel=1e-4)
+    assert geometry.curvature == pytest.approx(second_difference, rel=1e-5)
+    assert abs(geometry.curvature) > 1.0  # a curvature, not rounding
+    assert valley.descent_geometry(problem, start, matrix_free=False).curvature == pytest.approx(
+        geometry.curvature, rel=1e-8
+    )
+    narrow = jax.tree.map(lambda leaf: leaf.astype(jnp.float32), start)
+    assert valley.descent_geometry(problem, narrow, matrix_free=True).curvature == pytest.approx(
+        geometry.curvature, rel=1e-2
+    )
 
 
 def test_a_networks_riemannian_trace_gradient_is_computed_without_its_jacobian_and_equals_the_dense_one(
