@@ -95,6 +95,7 @@ def operation(
             discrepancy=fit.discrepancy.tolist(), stderr=fit.stderr.tolist(), order=fit.order,
             interval=list(fit.interval), limit=np.asarray(comps[0].limit).tolist(),
             limit_error=float(np.max(np.asarray(comps[0].limit_error))), diverged=[c.diverged for c in comps],
+            discrete_mean=[np.asarray(c.discrete_mean).tolist() for c in comps],
         )  # fmt: skip
     elif name == "project":
         moved = unravel(jax.numpy.asarray(np.load(fitted_path)) + 1e-3)
@@ -162,12 +163,14 @@ def describe(name: str, record: dict, args) -> str:
         path = " -> ".join(f"{v:.5g}" for v in record["limit"])
         gaps = ", ".join(f"{d:.3g} ± {s:.2g}" for d, s in zip(record["discrepancy"], record["stderr"], strict=True))
         lo, hi = record["interval"]
+        signed = ", ".join(f"{mean[-1] - record['limit'][-1]:+.3g}" for mean in record["discrete_mean"])
         return (
             f"compare_step_sizes from the fitted point (sigma = 1, B = n, beta = 0.9, {record['seeds']} seeds, "
             f"t1 = 0.2): {record['seconds']:.0f} s in all; limit tr∇²L {path} "
             f"(its own error {record['limit_error']:.2g}); max |discrete mean - limit| at eta_eff = "
             f"{', '.join(f'{e:g}' for e in record['eta_eff'])}: {gaps}; order {record['order']:.2f} "
-            f"[{lo:.2f}, {hi:.2f}]; diverged runs {record['diverged']}; {memory}"
+            f"[{lo:.2f}, {hi:.2f}]; discrete mean - limit at t1: {signed} (the sign: which runs ahead); diverged runs "
+            f"{record['diverged']}; {memory}"
         )
     return (
         f"riemannian_gradient_trace at the fitted point (tr(J^T J)/n's gradient over chunks of examples, projected "

@@ -148,20 +148,25 @@ def gauss_newton_step(
     return theta - gauss_newton_delta(flat_problem, theta, solver)[0]
 
 
+def _lsmr_for(dtype) -> tuple[jnp.dtype, lx.LSMR]:
+    """The dtype LSMR's vectors take and the solver, for a model in ``dtype``: lineax's LSMR mixes a float64 scalar
+    into its state when x64 is on, so a float32 model (a flax network's default) is solved in float64 vectors
+    around its own float32 evaluations; the tolerance is a tenth of the model's own resolution, past which a
+    float32 model's JVPs are rounding (on MLP-6 a tolerance of 1e-12 took twice the iterations of 1e-8 for the
+    same projection error, 4e-5)."""
+    tol = max(1e-12, float(jnp.finfo(dtype).eps) / 10)
+    return jnp.promote_types(dtype, jnp.result_type(float)), lx.LSMR(rtol=tol, atol=tol)
+
+
 def lsmr_minimum_norm(
     fn: Callable[[Float[Array, " p"]], Float[Array, " N"]], theta: Float[Array, " p"], rhs: Float[Array, " N"]
 ) -> tuple[Float[Array, " p"], Int[Array, ""]]:
     r"""The minimum-norm solution :math:`\delta = J^+\,\mathrm{rhs}` of :math:`J\delta = \mathrm{rhs}`,
     :math:`J = \partial fn(\theta)`, by lineax's LSMR from JVPs and VJPs (no matrix is formed), and its
     iteration count."""
-    # lineax's LSMR mixes a float64 scalar into its state when x64 is on: a float32 model (a flax network's
-    # default) is then solved in float64 vectors around its own float32 evaluations.
-    wide = jnp.promote_types(theta.dtype, jnp.result_type(float))
+    wide, lsmr = _lsmr_for(theta.dtype)
     op = lx.JacobianLinearOperator(lambda t, _: fn(t.astype(theta.dtype)).astype(wide), theta.astype(wide))
-    # A tenth of the model's own resolution: past it a float32 model's JVPs are rounding (on MLP-6 a tolerance of
-    # 1e-12 took twice the iterations of 1e-8 for the same projection error, 4e-5).
-    tol = max(1e-12, float(jnp.finfo(theta.dtype).eps) / 10)
-    solution = lx.linear_solve(op, rhs.astype(wide), lx.LSMR(rtol=tol, atol=tol), throw=False)
+    solution = lx.linear_solve(op, rhs.astype(wide), lsmr, throw=False)
     return solution.value.astype(theta.dtype), jnp.asarray(solution.stats["num_steps"], jnp.int32)
 
 
@@ -171,12 +176,10 @@ def normal_coefficients(
     vector: Float[Array, " p"],
     solver: str,
     caller: str,
-    rtol: float | None = None,
 ) -> tuple[Float[Array, " N"], Int[Array, ""]]:
     r"""The coefficients :math:`a = (JJ^\top)^{-1}J\,\mathrm{vector}` of the normal part :math:`J^\top a` of
     ``vector`` (so ``vector`` :math:`- J^\top a` is its tangent part), and the iterations the solve took (0 when
-    dense). ``rtol``: LSMR's relative tolerance (default a tenth of the dtype's resolution, as
-    :func:`lsmr_minimum_norm`'s).
+    dense).
 
     :math:`a` is the least-squares solution of :math:`J^\top a = \mathrm{vector}`: by LSMR on the operator
     :math:`a \mapsto J^\top a` (VJPs and JVPs only) for ``solver="lsmr"``, else dense on the Jacobian
@@ -186,13 +189,12 @@ def normal_coefficients(
     """
     out = jax.eval_shape(flat_problem.residual, theta)
     if solver == "lsmr":
-        wide = jnp.promote_types(theta.dtype, jnp.result_type(float))  # as lsmr_minimum_norm: lineax under x64
+        wide, lsmr = _lsmr_for(theta.dtype)
         _, vjp = jax.vjp(flat_problem.residual, theta)
         op = lx.FunctionLinearOperator(
             lambda a: vjp(a.astype(out.dtype))[0].astype(wide), jax.ShapeDtypeStruct(out.shape, wide)
         )
-        tol = max(1e-12, float(jnp.finfo(theta.dtype).eps) / 10) if rtol is None else rtol
-        solution = lx.linear_solve(op, vector.astype(wide), lx.LSMR(rtol=tol, atol=tol), throw=False)
+        solution = lx.linear_solve(op, vector.astype(wide), lsmr, throw=False)
         return solution.value.astype(out.dtype), jnp.asarray(solution.stats["num_steps"], jnp.int32)
     if solver not in GAUSS_NEWTON_SOLVERS:
         raise ValueError(f"solver must be one of {', '.join(map(repr, GAUSS_NEWTON_SOLVERS))}, got {solver!r}")
@@ -210,21 +212,13 @@ def gauss_newton_delta(
 ) -> tuple[Float[Array, " p"], Int[Array, ""]]:
     r"""The minimum-norm step :math:`J^+r(\theta)` of :func:`gauss_newton_step` and the iterations its solve took
     (LSMR's; 0 for a dense solve)."""
-    return minimum_norm(flat_problem, theta, flat_problem.residual(theta), solver, "gauss_newton_step")
-
-
-def minimum_norm(
-    flat_problem: FlatProblem, theta: Float[Array, " p"], rhs: Float[Array, " N"], solver: str, caller: str
-) -> tuple[Float[Array, " p"], Int[Array, ""]]:
-    r"""The minimum-norm solution :math:`J^+\mathrm{rhs}` of :math:`J\delta = \mathrm{rhs}` at ``theta`` by
-    ``solver`` (:data:`GAUSS_NEWTON_SOLVERS`: LSMR from JVPs and VJPs, or a dense solve on the Jacobian, refused
-    above :data:`DENSE_MEMORY_LIMIT` in ``caller``'s name), and the iterations its solve took (0 when dense)."""
+    r = flat_problem.residual(theta)
     if solver == "lsmr":
-        return lsmr_minimum_norm(flat_problem.residual, theta, rhs)
+        return lsmr_minimum_norm(flat_problem.residual, theta, r)
     if solver not in GAUSS_NEWTON_SOLVERS:
         raise ValueError(f"solver must be one of {', '.join(map(repr, GAUSS_NEWTON_SOLVERS))}, got {solver!r}")
-    check_dense_jacobian(rhs.size, theta.size, theta.dtype.itemsize, f"{caller}(solver={solver!r})")
-    delta = dense_minimum_norm(flat_problem.jacobian(theta), rhs, solver)
+    check_dense_jacobian(r.size, theta.size, theta.dtype.itemsize, f"gauss_newton_step(solver={solver!r})")
+    delta = dense_minimum_norm(flat_problem.jacobian(theta), r, solver)
     return delta.astype(theta.dtype), jnp.asarray(0, jnp.int32)  # float64 targets do not widen the parameters
 
 
