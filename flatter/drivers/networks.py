@@ -30,7 +30,7 @@ from .._simulate import SAMPLINGS, simulate
 from .._validation import check_choice
 from ..curvature import hutchinson_observable
 from ..figures import network_figure, save_figure
-from ..limit import Regime, coupling_at_two_thirds, damping_ratio
+from ..limit import regime_at
 from ..sweep import SweepSpec, problem_digest, run_sweep, summarize as summarize_sweep
 from ..transforms import heavy_ball, label_flip, label_noise, label_noise_batch
 from ..valley import descent_geometry
@@ -375,8 +375,8 @@ def pilot_flow_time(
 
 
 def network_regime(problem: Problem, params, config: NetworkPreset, settings: dict, path: Path, progress: bool = False):
-    r"""Where the fitted network sits on the regime map (a :class:`flatter.limit.Regime` as a dict), or None where
-    the reduced theory does not apply (flip noise or the cross-entropy loss).
+    r"""Where the fitted network sits on the regime map (:func:`flatter.limit.regime_at`'s Regime as a dict), or None
+    where the reduced theory does not apply (flip noise or the cross-entropy loss).
 
     :math:`\kappa = \sigma^2/(4BC^3)` with :math:`B` the minibatch's noisy labels
     (:func:`flatter.transforms.label_noise_batch`) and :math:`\lambda`, the curvature of tr∇²L along the valley in
@@ -403,8 +403,7 @@ def network_regime(problem: Problem, params, config: NetworkPreset, settings: di
         stored = {**geometry._asdict(), "seconds": time.perf_counter() - start, "phase1": key}
         save_json(path, stored)
     noisy = int(label_noise_batch("minibatch", config.batch_size, problem.num_examples))
-    kappa = float(coupling_at_two_thirds(config.noise_scale, config.C, noisy))
-    found = Regime(kappa, stored["curvature"], damping_ratio(kappa, stored["curvature"]))
+    found = regime_at(stored["curvature"], sigma=config.noise_scale, C=config.C, batch_size=noisy)
     return {
         "kappa": found.kappa,
         "curvature": found.curvature,

@@ -23,7 +23,7 @@ from ._noise import (
     minibatch_noise as minibatch_noise,
 )
 from ._reduced_sde import ReducedSolution as ReducedSolution, reduced_sde as reduced_sde
-from ._regime import Regime as Regime, damping_ratio as damping_ratio, regime as regime
+from ._regime import Regime as Regime, damping_ratio as damping_ratio, regime as regime, regime_at as regime_at
 from ._sngm_flow import sngm_flow as sngm_flow
 from ._time_map import (
     effective_learning_rate as effective_learning_rate,
@@ -52,6 +52,7 @@ __all__ = [
     "Regime",
     "damping_ratio",
     "regime",
+    "regime_at",
     "sngm_flow",
     "effective_learning_rate",
     "steps_to_time",

@@ -70,9 +70,25 @@ def regime(problem: Problem, params: Params, *, sigma: float, C: float, batch_si
       >>> print(f"{found.zeta:.3f} {found.side} {found.kappa} {found.curvature:.3f}")
       0.707 underdamped 0.25 2.000
     """
+    _checked_coupling(sigma, C, batch_size)  # bad input answered before the geometry's solve
+    return regime_at(descent_geometry(problem, params).curvature, sigma=sigma, C=C, batch_size=batch_size)
+
+
+def regime_at(curvature: float, *, sigma: float, C: float, batch_size: int = 1) -> Regime:
+    r"""The :class:`Regime` of SGDM-LN at :math:`1-\beta = C\eta^{2/3}` on a valley whose curvature of tr along the
+    drift's direction is ``curvature`` (:func:`regime` computes it; a stored one, of a network say, is reused).
+
+    Examples:
+      >>> import flatter
+      >>> print(f"{flatter.limit.regime_at(2.0, sigma=1.0, C=1.0).zeta:.3f}")  # the toy: kappa = 1/4, lambda = 2
+      0.707
+    """
+    kappa = _checked_coupling(sigma, C, batch_size)
+    return Regime(kappa, float(curvature), damping_ratio(kappa, curvature))
+
+
+def _checked_coupling(sigma, C, batch_size) -> float:
+    """:func:`coupling_at_two_thirds` after checking its inputs (a clear error names the bad one)."""
     check_range("sigma", sigma, lower=0.0)
     check_positive("C", C)
-    batch_size = check_positive_int("batch_size", batch_size)
-    kappa = float(coupling_at_two_thirds(sigma, C, batch_size))
-    curvature = descent_geometry(problem, params).curvature
-    return Regime(kappa, curvature, damping_ratio(kappa, curvature))
+    return float(coupling_at_two_thirds(sigma, C, check_positive_int("batch_size", batch_size)))

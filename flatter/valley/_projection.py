@@ -126,7 +126,23 @@ def dense_minimum_norm(jac: Float[Array, "N p"], rhs: Float[Array, " N"], solver
     or ``"lstsq"`` (the SVD). The Gauss-Newton step is :math:`J^+r`; the tangent projection :math:`v - J^+Jv`."""
     if solver == "lstsq":
         return jnp.linalg.lstsq(jac, rhs)[0]
-    return jac.T @ (gram_solve(jac, rhs) if solver == "gram" else refined_gram_solve(jac, rhs))
+    return jac.T @ _gram_coefficients(jac, rhs, solver)
+
+
+def _gram_coefficients(jac: Float[Array, "N p"], rhs: Float[Array, " N"], solver: str) -> Float[Array, " N"]:
+    r""":math:`(JJ^\top)^{-1}` rhs by ``solver``'s Cholesky: ``"gram"`` (:func:`gram_solve`) or ``"cholesky"``
+    (:func:`refined_gram_solve`)."""
+    return (gram_solve if solver == "gram" else refined_gram_solve)(jac, rhs)
+
+
+def _dense_jacobian(flat_problem: FlatProblem, theta: Float[Array, " p"], solver: str, caller: str) -> Array:
+    """The dense Jacobian a solve by ``solver`` (one of :data:`GAUSS_NEWTON_SOLVERS` but LSMR) works on, refused
+    above :data:`DENSE_MEMORY_LIMIT` in ``caller``'s name."""
+    if solver not in GAUSS_NEWTON_SOLVERS:
+        raise ValueError(f"solver must be one of {', '.join(map(repr, GAUSS_NEWTON_SOLVERS))}, got {solver!r}")
+    outputs = jax.eval_shape(flat_problem.residual, theta).size
+    check_dense_jacobian(outputs, theta.size, theta.dtype.itemsize, f"{caller}(solver={solver!r})")
+    return flat_problem.jacobian(theta)
 
 
 def gauss_newton_step(
@@ -196,14 +212,11 @@ def normal_coefficients(
         )
         solution = lx.linear_solve(op, vector.astype(wide), lsmr, throw=False)
         return solution.value.astype(out.dtype), jnp.asarray(solution.stats["num_steps"], jnp.int32)
-    if solver not in GAUSS_NEWTON_SOLVERS:
-        raise ValueError(f"solver must be one of {', '.join(map(repr, GAUSS_NEWTON_SOLVERS))}, got {solver!r}")
-    check_dense_jacobian(out.size, theta.size, theta.dtype.itemsize, f"{caller}(solver={solver!r})")
-    jac = flat_problem.jacobian(theta)
+    jac = _dense_jacobian(flat_problem, theta, solver, caller)
     if solver == "lstsq":
         coefficients = jnp.linalg.lstsq(jac.T, vector)[0]
     else:
-        coefficients = (gram_solve if solver == "gram" else refined_gram_solve)(jac, jac @ vector)
+        coefficients = _gram_coefficients(jac, jac @ vector, solver)
     return coefficients.astype(out.dtype), jnp.asarray(0, jnp.int32)
 
 
@@ -215,10 +228,7 @@ def gauss_newton_delta(
     r = flat_problem.residual(theta)
     if solver == "lsmr":
         return lsmr_minimum_norm(flat_problem.residual, theta, r)
-    if solver not in GAUSS_NEWTON_SOLVERS:
-        raise ValueError(f"solver must be one of {', '.join(map(repr, GAUSS_NEWTON_SOLVERS))}, got {solver!r}")
-    check_dense_jacobian(r.size, theta.size, theta.dtype.itemsize, f"gauss_newton_step(solver={solver!r})")
-    delta = dense_minimum_norm(flat_problem.jacobian(theta), r, solver)
+    delta = dense_minimum_norm(_dense_jacobian(flat_problem, theta, solver, "gauss_newton_step"), r, solver)
     return delta.astype(theta.dtype), jnp.asarray(0, jnp.int32)  # float64 targets do not widen the parameters
 
 
