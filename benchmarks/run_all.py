@@ -89,7 +89,13 @@ FIGURES = (
         "predict-vs-simulate",
         "The reduced-SDE predictor against simulated medians",
         f"{PYTHON} benchmarks/predict_vs_simulate.py",
-        last_lines=20,
+        keep_from="first pred",  # the whole table: its header and every row
+    ),
+    Figure(
+        "predict-vs-simulate-small-eta",
+        "The predictor against simulated medians on the toy above 2/3, at eta 100x smaller (the same kappa)",
+        f"{PYTHON} benchmarks/predict_vs_simulate.py --only toy --gammas 0.75 0.85 --eta-scale 0.01",
+        keep_from="eta x ",  # the step sizes, the header, then every row
     ),
     Figure(
         "sweep-throughput",
@@ -147,7 +153,13 @@ FIGURES = (
         "The valley of a network, matrix-free: interpolate, project, the label-noise flow and compare on MLP-6 with "
         "500 Fashion-MNIST images",
         f"{PYTHON} benchmarks/network_valley.py",
-        last_lines=8,
+        keep_from="MLP-6 width",
+    ),
+    Figure(
+        "network-valley-tanh",
+        "The same on MLP-6 with tanh units (a loss three times differentiable, as the limit assumes)",
+        f"{PYTHON} benchmarks/network_valley.py --activation tanh",
+        keep_from="MLP-6 width",
     ),
     Figure(
         "network-limit",

@@ -93,6 +93,13 @@ def compare(
     ``Comparison.also`` (the step is refined for ``observable`` alone). Several step sizes:
     :func:`compare_step_sizes` (one limit path serves them all).
 
+    Which reading: the limit theorem is about :math:`\Phi(\theta_k)`, the point of Γ below the iterate. An
+    observable with a normal gradient (:math:`\mathrm{tr}\nabla^2L` on a generic valley, on a network) read at
+    the iterate also carries the normal fluctuations' offset, and the part of it from normal modes of curvature
+    :math:`h < \eta_\mathrm{eff}/t_1` (not relaxed by :math:`t_1`) does not shrink with :math:`\eta_\mathrm{eff}`;
+    read it on the valley (``observable="trace_hessian@valley"``, :func:`flatter.valley.on_valley`) to see the
+    :math:`O(\eta_\mathrm{eff})` convergence, and ride the iterate's reading along in ``also`` (docs/theory.md §2.1).
+
     Examples:
       >>> import jax, jax.numpy as jnp, flatter
       >>> c = flatter.compare(flatter.problems.toy_valley(), jnp.array([0.0, 1.0]), eta=0.002, beta=0.9, sigma=1.0,

@@ -1,5 +1,7 @@
 """Power-law fits and optima against synthetic data with known exponents."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -79,3 +81,13 @@ def test_a_gamma_star_at_the_grid_edge_is_printed_as_a_bound():
     # an interval's end on the edge is open: the bootstrap only says the vertex lies beyond it
     assert interval_text(0.63, 0.85, grid) == "[0.63, >= 0.85]" and interval_text(0.5, 0.6, grid) == "[<= 0.50, 0.60]"
     assert interval_text(0.671, 0.702, grid, 3) == "[0.671, 0.702]"
+
+
+def test_optimal_gamma_without_an_uncensored_median_is_nan_without_a_warning():
+    """Every run censored (the cifar10 smoke preset's case): gamma* and its interval are NaN, said once by the
+    caller, not by a NumPy RuntimeWarning from the bootstrap."""
+    times = np.full((2, 3, 4), 10.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit = optimal_gamma(np.array([0.5, 0.6]), np.array([0.1, 0.2, 0.3]), times, np.ones_like(times, bool))
+    assert np.isnan(fit.gamma) and np.all(np.isnan(fit.ci))

@@ -39,6 +39,23 @@ def test_mlp_layers_and_parameters(depth, width):
     assert model(jnp.ones((5, 28, 28))).shape == (5, 10)
 
 
+@pytest.mark.parametrize("activation", [jax.nn.relu, jnp.tanh])
+def test_mlp_is_its_layers_with_the_activation_between_them(activation):
+    """An independent forward pass in NumPy from the module's own weights: the activation sits between the layers
+    and not after the last one (ReLU the default, the paper's)."""
+    model = MLP(
+        5, 3, width=4, depth=3, rngs=nnx.Rngs(0), **({} if activation is jax.nn.relu else {"activation": activation})
+    )
+    x = np.asarray(jax.random.normal(jax.random.key(1), (7, 5)))
+    numpy_activation = (lambda z: np.maximum(z, 0.0)) if activation is jax.nn.relu else np.tanh
+    h = x
+    for i, layer in enumerate(model.layers):
+        h = h @ np.asarray(layer.kernel.value) + np.asarray(layer.bias.value)
+        if i < len(model.layers) - 1:
+            h = numpy_activation(h)
+    np.testing.assert_allclose(np.asarray(model(jnp.asarray(x))), h, rtol=1e-5, atol=1e-6)
+
+
 def test_mlp_as_a_problem_trains_on_one_hot_targets():
     x = jax.random.normal(jax.random.key(0), (32, 8, 8))
     labels = jnp.arange(32) % 10
@@ -53,3 +70,5 @@ def test_mlp_as_a_problem_trains_on_one_hot_targets():
 def test_bad_sizes():
     with pytest.raises(ValueError, match="width must be a positive integer"):
         MLP(784, 10, width=0, rngs=nnx.Rngs(0))
+    with pytest.raises(TypeError, match="activation"):  # names the parameter (the suite also type-checks)
+        MLP(784, 10, activation="tanh", rngs=nnx.Rngs(0))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -225,7 +226,9 @@ def optimal_gamma(gammas, etas, times, censored=None, *, n_boot: int = 500, seed
     for _ in range(n_boot):
         pick = rng.integers(0, times.shape[-1], size=times.shape)
         boots.append(vertices(np.take_along_axis(times, pick, -1), np.take_along_axis(censored, pick, -1)))
-    per_eta_ci = np.nanpercentile(np.array(boots), [2.5, 97.5], axis=0).T
+    with warnings.catch_warnings():  # an eta with no vertex in any resample has no interval: NaN, not a warning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        per_eta_ci = np.nanpercentile(np.array(boots), [2.5, 97.5], axis=0).T
     alpha_vertex = float("nan")  # a power law needs three etas
     if len(etas) >= 3:
         alphas = [power_law(etas, times[g], censored[g], n_boot=0).alpha for g in range(len(gammas))]
