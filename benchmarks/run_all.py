@@ -190,6 +190,18 @@ def _git(*args: str) -> str:
         return "unknown"
 
 
+def _uncommitted_changes() -> bool:
+    """Whether a tracked file differs from the commit, other than what this script writes itself (the stored entries,
+    RESULTS.md, the times --help quotes): otherwise every entry after the first of a run would say so."""
+    own = {RESULTS, MEASURED_TIMES}
+    changed = _git("diff", "--name-only", "HEAD")
+    if changed == "unknown":  # not a git checkout: nothing to compare with
+        return False
+    return any(
+        (ROOT / name) not in own and STORE not in (ROOT / name).parents for name in changed.splitlines() if name.strip()
+    )
+
+
 def machine() -> dict:
     """The processor, cores, memory and software of this machine."""
     cpu = platform.processor() or platform.machine()
@@ -251,7 +263,7 @@ def measure(figure: Figure) -> dict:
         "title": figure.title,
         "command": figure.command.replace(FLATTER, "flatter").replace(PYTHON, "python").format(out="OUT"),
         "commit": _git("rev-parse", "HEAD"),
-        "uncommitted_changes": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "uncommitted_changes": _uncommitted_changes(),
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),
         "load_before": [round(x, 2) for x in load_before],

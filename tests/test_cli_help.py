@@ -71,3 +71,18 @@ def test_the_quoted_times_are_the_stored_measurements(monkeypatch):
     for key, record in json.loads(stored).items():
         result = json.loads((ROOT / "benchmarks" / "results" / f"{names[key]}.json").read_text())
         assert record["wall_seconds"] == result["wall_seconds"] and record["commit"] == result["commit"]
+
+
+def test_run_all_calls_a_tree_dirty_only_for_changes_it_did_not_write(monkeypatch):
+    """Every entry after a run's first used to say "with uncommitted changes": the script's own RESULTS.md,
+    stored entries and quoted times made the tree dirty. Those are not a change to the measured code; any
+    other modified tracked file is."""
+    spec = importlib.util.spec_from_file_location("run_all", ROOT / "benchmarks" / "run_all.py")
+    run_all = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "run_all", run_all)
+    spec.loader.exec_module(run_all)
+    own = "benchmarks/RESULTS.md\nbenchmarks/results/suite.json\nflatter/drivers/measured_times.json"
+    monkeypatch.setattr(run_all, "_git", lambda *args: own)
+    assert not run_all._uncommitted_changes()
+    monkeypatch.setattr(run_all, "_git", lambda *args: own + "\nflatter/_compare.py")
+    assert run_all._uncommitted_changes()
