@@ -50,7 +50,7 @@ def test_mlp_is_its_layers_with_the_activation_between_them(activation):
     numpy_activation = (lambda z: np.maximum(z, 0.0)) if activation is jax.nn.relu else np.tanh
     h = x
     for i, layer in enumerate(model.layers):
-        h = h @ np.asarray(layer.kernel.value) + np.asarray(layer.bias.value)
+        h = h @ np.asarray(layer.kernel[...]) + np.asarray(layer.bias[...])
         if i < len(model.layers) - 1:
             h = numpy_activation(h)
     np.testing.assert_allclose(np.asarray(model(jnp.asarray(x))), h, rtol=1e-5, atol=1e-6)

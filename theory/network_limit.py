@@ -177,7 +177,7 @@ ax.set(
 ax.title.set_fontsize(11)
 for axis in (ax.xaxis, ax.yaxis):
     flatter.figures.plain_log_ticks(axis)
-ax.legend(fontsize=7)
+ax.legend(fontsize=7, ncol=2, loc="center", bbox_to_anchor=(0.5, 0.66))  # in the empty band between the networks
 flatter.figures.add_caption(
     fig,
     f"Fashion-MNIST, n = {len(picked)} training images (7×7 pooled), {TEST} test images; MLP 49-{WIDTH}-{WIDTH}-10 "
