@@ -154,17 +154,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         fitted = str(Path(folder) / "fitted.npy")
         for name in ("interpolate", "project", "riemannian_gradient_trace", "label_noise_flow", "compare"):
-            command = [sys.executable, __file__, "--operation", name, "--examples", str(args.examples)]
-            command += [
-                "--flow-steps",
-                str(args.flow_steps),
-                "--seeds",
-                str(args.seeds),
-                "--activation",
-                args.activation,
-            ]
-            command += ["--compare-etas", *map(str, args.compare_etas)]
-            command += ["--width", str(args.width), "--fitted", fitted] + (["--data", args.data] if args.data else [])
+            options = {
+                "--operation": name, "--examples": args.examples, "--width": args.width, "--fitted": fitted,
+                "--flow-steps": args.flow_steps, "--seeds": args.seeds, "--activation": args.activation,
+            }  # fmt: skip
+            command = [sys.executable, __file__, *(str(x) for pair in options.items() for x in pair)]
+            command += ["--compare-etas", *map(str, args.compare_etas)] + (["--data", args.data] if args.data else [])
             done = subprocess.run(command, capture_output=True, text=True)
             if done.returncode:
                 raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
