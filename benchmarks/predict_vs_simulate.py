@@ -109,6 +109,7 @@ def error_halfwidth(predicted: np.ndarray, simulated: np.ndarray, rng: np.random
 
 def main(paths: int = 256, seeds: int = 128, only: str | None = None, eta_scale: float = 1.0, gammas=GAMMAS) -> None:
     rng = np.random.default_rng(0)
+    gammas = np.asarray(gammas, float)
     settings = [row for row in SETTINGS if only is None or row[0].startswith(only)]
     if eta_scale != 1.0:
         print(f"eta x {eta_scale:g} in every setting, kappa kept: " + ", ".join(
@@ -125,7 +126,6 @@ def main(paths: int = 256, seeds: int = 128, only: str | None = None, eta_scale:
         problem, start = factory()
         sigma = 1.0
         C = (sigma**2 / (4 * batch * kappa)) ** (1 / 3)
-        gammas = np.array(gammas)
         betas = 1 - C * eta**gammas
         t0 = time.perf_counter()
         pred = timescales.predict_grid(
