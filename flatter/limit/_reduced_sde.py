@@ -103,6 +103,12 @@ def reduced_sde(
     sweep of them). Returns the observables of every path against :math:`s`; steps are
     :math:`k = s/(1-\beta)`.
 
+    Choosing ``ds``: a motion along Γ that rings (:math:`\omega^2 = \kappa\lambda > 1`, with :math:`\lambda`
+    the curvature of tr along Γ) is pumped at :math:`2\omega` by the random temperatures and the kick, and the
+    scheme's error in that pumping grows as :math:`\omega^2 ds`: on the toy at :math:`\gamma = 0.85` a step of
+    :math:`\omega\,ds = 0.3`, enough for the ring itself, settles 14% early at :math:`\omega = 12.6`. Keep
+    :math:`\omega^2 ds \lesssim 0.3` (:func:`flatter.timescales.predict_grid` does).
+
     Examples:
       >>> import jax, jax.numpy as jnp, flatter
       >>> toy = flatter.problems.toy_valley()
@@ -163,16 +169,19 @@ def paths_function(
     ``substeps`` > 1 each save also records ``substeps - 1`` points on the chord of its last step
     (observables only: no force evaluation), at spacing ``ds / substeps`` when ``save_every`` is 1.
 
-    With ``traced_saves`` the number of saves is the call's last argument, ``saves <= n_saves`` (a traced
+    With ``traced_saves`` the number of saves is the call's argument ``saves <= n_saves`` (a traced
     integer: one compile serves every length), and the records after save ``saves`` repeat its value; the
-    path up to it is the one ``n_saves = saves`` integrates (the same steps and noise).
+    path up to it is the one ``n_saves = saves`` integrates (the same steps and noise). Its optional last
+    argument ``every`` (traced too) replaces ``save_every``: the integration steps per save, so one program
+    integrates a path finer than it records it (the noise of step :math:`k` is keyed by :math:`k` alone, so a
+    path with ``every`` steps per save is the one ``save_every = every`` integrates).
 
     ``decompose``: ``"smaller"`` eigendecomposes :math:`J^\top J/n` when there are fewer parameters than
     outputs and :math:`JJ^\top/n` otherwise; ``"outputs"`` always :math:`JJ^\top/n` (the same paths to
     rounding, for tests). ``adiabatic=False`` leaves out the temperatures' response to the curvatures they are
     carried through (:func:`reduced_sde`), for the comparison with the §6.6 ODE, which has none."""
 
-    def one_path(problem, params0, key, hyper, saves=None):
+    def one_path(problem, params0, key, hyper, saves=None, every=None):
         eta, beta, sigma, batch_size, ds, start_temperature, rtol = hyper
         theta0, fp = flatten(problem, params0)
         kappa = critical_kappa(eta=eta, beta=beta, sigma=sigma, batch_size=batch_size)
@@ -275,8 +284,11 @@ def paths_function(
 
         def save(carry, i):
             before = carry[0]
-            carry, _ = jax.lax.scan(step, carry, i * save_every + jnp.arange(save_every))
-            # substeps > 1: also on the chord of the last step, so a brief excursion between steps is seen
+            if every is None:
+                carry, _ = jax.lax.scan(step, carry, i * save_every + jnp.arange(save_every))
+            else:  # a traced step count per save: a while loop, one compile for every count
+                carry = jax.lax.fori_loop(0, every, lambda j, c: step(c, i * every + j)[0], carry)
+            # substeps > 1: also on the chord since the last save, so a brief excursion between records is seen
             fractions = jnp.arange(1, substeps + 1) / substeps
             offset = carry[3]
             return carry, jax.vmap(lambda f: observe(before + f * (carry[0] - before), offset))(fractions)
@@ -308,10 +320,11 @@ def paths_function(
         tail = jnp.arange(n_saves * substeps + 1) > last
         return {k: jnp.where(tail, v[last], v) for k, v in records.items()}  # the unused records repeat the last
 
-    def run(problem, params0, key, hyper, saves=None):
-        if traced_saves != (saves is not None):
-            raise TypeError("saves is the last argument exactly when the paths function was built with traced_saves")
+    def run(problem, params0, key, hyper, saves=None, every=None):
+        if traced_saves != (saves is not None) or (every is not None and not traced_saves):
+            raise TypeError("saves (and every) are arguments exactly when the paths function has traced_saves")
         keys = jax.random.split(key, seeds)
-        return jax.vmap(one_path, in_axes=(None, None, 0, None, None))(problem, params0, keys, hyper, saves)
+        paths = jax.vmap(one_path, in_axes=(None, None, 0, None, None, None))
+        return paths(problem, params0, keys, hyper, saves, every)
 
     return run
