@@ -10,7 +10,12 @@ Rows: gamma in {0.5, 0.6, 2/3, 0.75, 0.85} (1 - beta = C eta^gamma) on
   tr∇²L read on the valley below 2.45 (3.97 at the start, 2.28 at the flat end);
 - matrix sensing small enough to simulate (d = 10, rank 2, n = 15: p = 20, every label noised so B = 15) at
   eta = 1e-4, creeping (kappa = 0.003) and underdamped (kappa = 0.03), tr∇²L on the valley below 60 (176 at the
-  start, 48.7 where the critical flow ends).
+  start, 48.7 where the critical flow ends);
+- a teacher-student network small enough to simulate (d_in = 4, k = 2, m = 8 tanh units, n = 12: p = 40, B = 12)
+  at eta = 1e-3, creeping (kappa = 0.01) and underdamped (kappa = 0.1), tr∇²L on the valley below 1.2 (1.60 at
+  the start; the label-noise flow reaches 1.2 at t ~ 2, 1.0 at t ~ 6 and 0.51 at t = 800, still falling), and
+  creeping below 1.0 ("slow end": where the flow has slowed to 2.5% of tr per unit t, so an offset of 1.5% in the
+  level moves the time by 10%).
 
 The prediction is ``flatter.timescales.predict_grid`` (method "sde": 256 paths of the reduced SDE, all rows of a
 problem in one call); the simulation runs 128 seeds of SGDM with label noise (``flatter.simulate``) for 3x the
@@ -68,6 +73,13 @@ def matrix_sensing_problem():
     return problem, flatter.valley.project(problem, start)
 
 
+def teacher_student_problem():
+    """A teacher-student network small enough to simulate 128 runs a row: d_in = 4, k = 2, m = 8, n = 12 (p = 40)."""
+    problem = flatter.problems.teacher_student(d_in=4, k=2, m=8, n=12, key=jax.random.key(0))
+    start, _ = flatter.interpolate(problem, problem.init_params(jax.random.key(1)))
+    return problem, flatter.valley.project(problem, start)
+
+
 # name, problem factory, noise batch B (label_noise's default noises every label: B = n), eta, kappa, criterion
 SETTINGS = (
     ("toy creeping", toy_problem, 1, 1e-4, 0.01, "abs_y", 0.1),
@@ -76,6 +88,9 @@ SETTINGS = (
     ("diagonal network", diagonal_problem, 2, 1e-5, 0.1, "trace_hessian@valley", 2.45),
     ("sensing creeping", matrix_sensing_problem, 15, 1e-4, 0.003, "trace_hessian@valley", 60.0),
     ("sensing underdamp", matrix_sensing_problem, 15, 1e-4, 0.03, "trace_hessian@valley", 60.0),
+    ("teacher creeping", teacher_student_problem, 12, 1e-3, 0.01, "trace_hessian@valley", 1.2),
+    ("teacher underdamp", teacher_student_problem, 12, 1e-3, 0.1, "trace_hessian@valley", 1.2),
+    ("teacher slow end", teacher_student_problem, 12, 1e-3, 0.01, "trace_hessian@valley", 1.0),
 )
 
 

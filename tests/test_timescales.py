@@ -353,6 +353,33 @@ def test_a_stiff_point_is_refined_not_censored_and_its_first_passage_matches_the
     assert grid.first[0] == pytest.approx(float(np.median(simulated.time)), rel=0.15)
 
 
+def test_the_reduced_sde_rings_down_at_its_friction_in_float32_at_small_steps():
+    """flatter's default dtype is float32. At eta = 1e-6, gamma = 0.85 the grid steps with ds ~ 1e-4; the step's
+    displacement carries the force with weight ds - (1 - e^{-ds}) ~ ds^2/2 = 5e-9, below the rounding of a float32
+    e^{-ds} (3e-8), and computed from it that weight was noise of the wrong sign: the ring along the valley decayed
+    at rate 0.28 instead of 1/2 per unit s (the mean paths settled ~20% late). Deterministic paths
+    (fluctuations=False): the envelope of |y| over s in [7, 8] in float32 must be float64's within 10% (it was 3.7x
+    float64's)."""
+    eta = 1e-6
+    beta = 1 - 2 ** (-1 / 3) * eta**0.85
+
+    def late_envelope(x64):
+        with jax.enable_x64(x64):
+            dtype = jnp.float64 if x64 else jnp.float32
+            toy = flatter.problems.toy_valley()  # its data in this precision
+            sol = flatter.limit.reduced_sde(
+                toy, jnp.array([0.0, 1.0], dtype), eta=eta, beta=beta, sigma=1.0, key=jax.random.key(0), s1=8.0,
+                ds=1e-4, seeds=1, save_every=10, observables=["abs_y"], fluctuations=False,
+            )  # fmt: skip
+            values = sol.observables["abs_y"][0]
+            assert values.dtype == dtype
+            return float(values[np.asarray(sol.ts) >= 7.0].max())
+
+    single, double = late_envelope(False), late_envelope(True)
+    assert double == pytest.approx(np.exp(-7 / 2) * 0.5, rel=0.5)  # rings down at e^{-s/2}: the check has teeth
+    assert single == pytest.approx(double, rel=0.10)
+
+
 def test_the_grid_steps_an_underdamped_oscillation_finely_enough_for_the_noise_that_pumps_it(monkeypatch):
     """The toy at gamma = 0.85, eta = 1e-4, C = 2^(-1/3) (kappa = 79 there: the motion along the valley rings at
     omega = 12.6 per unit s). The random temperature and the label-noise kick pump that ring at 2 omega, and a step

@@ -23,7 +23,7 @@ from ._fit import optimal_gamma
 from ._grid import SweepSpec, start_digest
 from ._run import prepare, resolved_threshold
 
-PREDICTOR_VERSION = 5
+PREDICTOR_VERSION = 6
 """Bumped when the predictor's numbers change, so stored predictions of an older one are recomputed."""
 
 FLOOR_MARGIN = 0.5
