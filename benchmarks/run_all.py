@@ -93,9 +93,14 @@ FIGURES = (
     ),
     Figure(
         "predict-vs-simulate-small-eta",
-        "The predictor against simulated medians on the toy above 2/3, at eta 100x smaller (the same kappa)",
-        f"{PYTHON} benchmarks/predict_vs_simulate.py --only toy --gammas 0.75 0.85 --eta-scale 0.01",
+        "The predictor against simulated medians on the toy above 2/3, at eta 100x smaller (the same kappa), float64",
+        f"{PYTHON} benchmarks/predict_vs_simulate.py --only toy --gammas 0.75 0.85 --eta-scale 0.01 --x64",
         keep_from="eta x ",  # the step sizes, the header, then every row
+    ),
+    Figure(
+        "reduced-sde-step",
+        "The reduced SDE's settling time against its step, where the motion along the valley rings",
+        f"{PYTHON} benchmarks/reduced_sde_step.py",
     ),
     Figure(
         "sweep-throughput",

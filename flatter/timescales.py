@@ -257,7 +257,7 @@ def predict_grid(
     :math:`2^m` steps where the oscillation rings (:math:`\omega > 1`), so that
     :math:`\omega^2 ds \le` ``NOISE_STEP``: the random temperatures and the label-noise kick pump the
     ring at twice its frequency, and a coarser step filters some of that out, so the paths settle too early
-    (the toy at :math:`\gamma = 0.85`: −14% at :math:`\omega = 12.6` with :math:`\omega\,ds = 0.3`;
+    (the toy at :math:`\gamma = 0.85`: −16% at :math:`\omega = 12.6` with :math:`\omega\,ds = 0.3`;
     docs/theory.md §6.6)
     over a horizon in :math:`s = (1-\beta)k` that starts at
     :math:`\max(4\tau_2(1-\beta), 12)` and doubles (for the points that need it) until at least
@@ -401,11 +401,10 @@ MAX_REFINE = 8
 """At most ``resolution * 2**MAX_REFINE`` records per point and horizon in :func:`predict_grid`."""
 NOISE_STEP = 0.3
 r""":func:`predict_grid` integrates a ringing along-valley oscillation (:math:`\omega > 1` in :math:`s`, damping
-ratio below 1/2) with :math:`\omega^2 ds` at most this. The paths then settle within ~2% of their converged time:
-measured on the toy at :math:`\gamma = 0.85` (2,048 paths), a step settles early by about
-:math:`0.045\,\omega^2 ds` (−3% at :math:`\omega` = 1.6, −9% at 6.3, −14% at 12.6, all with
-:math:`\omega\,ds = 0.3`, which resolves the deterministic ring); at :math:`\omega \le 0.7` no step dependence
-shows."""
+ratio below 1/2) with :math:`\omega^2 ds` at most this. A coarser step settles the noisy ring early by about
+:math:`0.04\,\omega^2 ds`: on the toy at :math:`\gamma = 0.85`, with :math:`\omega\,ds = 0.3` (within 1.2% for
+the ring without noise), −1% at :math:`\omega = 1.6`, −7.5% at 6.3, −16% at 12.6; with :math:`\omega^2 ds \le
+0.3` within ~1% of :math:`\omega^2 ds = 0.05` (``benchmarks/reduced_sde_step.py``, benchmarks/RESULTS.md)."""
 MAX_SUBSTEPS = 6
 """At most :math:`2^6` integration steps per record in :func:`predict_grid`."""
 GRID_BLOCK = 64

@@ -106,7 +106,7 @@ def reduced_sde(
     Choosing ``ds``: a motion along Γ that rings (:math:`\omega^2 = \kappa\lambda > 1`, with :math:`\lambda`
     the curvature of tr along Γ) is pumped at :math:`2\omega` by the random temperatures and the kick, and the
     scheme's error in that pumping grows as :math:`\omega^2 ds`: on the toy at :math:`\gamma = 0.85` a step of
-    :math:`\omega\,ds = 0.3`, enough for the ring itself, settles 14% early at :math:`\omega = 12.6`. Keep
+    :math:`\omega\,ds = 0.3`, enough for the ring itself, settles 16% early at :math:`\omega = 12.6`. Keep
     :math:`\omega^2 ds \lesssim 0.3` (:func:`flatter.timescales.predict_grid` does).
 
     Examples:
