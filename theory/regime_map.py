@@ -55,7 +55,7 @@ start = jnp.array([0.0, 1.0])
 
 gammas = np.linspace(0.5, 0.85, 6 if QUICK else 8)
 kappas = np.geomspace(0.02, 4.0, 4 if QUICK else 9)  # sigma = 2 sqrt(kappa) at C = 1
-etas = np.geomspace(1e-2, 1e-5, 3 if QUICK else 7)
+etas = np.geomspace(1e-2, 1e-4, 3) if QUICK else np.geomspace(1e-2, 1e-5, 7)
 seeds = 24 if QUICK else 48
 curvature = flatter.valley.descent_geometry(toy, start).curvature  # 2: tr = 1 + y^2
 zetas = np.array([flatter.limit.damping_ratio(k, curvature) for k in kappas])
