@@ -13,7 +13,7 @@ Rows: gamma in {0.5, 0.6, 2/3, 0.75, 0.85} (1 - beta = C eta^gamma) on
   start, 48.7 where the critical flow ends);
 - a teacher-student network small enough to simulate (d_in = 4, k = 2, m = 8 tanh units, n = 12: p = 40, B = 12)
   at eta = 1e-3, creeping (kappa = 0.01) and underdamped (kappa = 0.1), tr∇²L on the valley below 1.2 (1.60 at
-  the start; the label-noise flow reaches 1.2 at t ~ 2, 1.0 at t ~ 6 and 0.51 at t = 800, still falling), and
+  the start, where the label-noise flow falls fast; about 1.0 at t ~ 6 and 0.51 at t = 800, still falling), and
   creeping below 1.0 ("slow end": where the flow has slowed to 2.5% of tr per unit t, so an offset of 1.5% in the
   level moves the time by 10%).
 
@@ -30,7 +30,7 @@ late excursions set the settling time), and the simulation's model evaluations o
 
 ``--eta-scale`` multiplies every setting's eta at the same kappa (the same regime at gamma = 2/3): a row whose error
 comes from eta not being small yet shrinks with it. ``--x64`` runs both in float64: at eta = 1e-6, gamma = 0.85,
-1 - beta ~ 6e-6 is within a few hundred float32 roundings of 1.
+1 - beta ~ 6e-6 is about a hundred float32 roundings below 1.
 """
 
 from __future__ import annotations

@@ -250,7 +250,7 @@ def predict_grid(
     no transverse energy, vmapped over the points and the paths; the first-passage and settling
     criteria (:func:`flatter.first_passage`, :func:`flatter.settling_time` on ``observable`` against
     ``threshold``) are evaluated inside the compiled function, at ``CRITERION_SUBSTEPS`` points of
-    every integration step's chord (observables only). Each point
+    every record's chord (observables only). Each point
     records ``resolution`` steps (times :math:`2^j` where the along-valley oscillation,
     :math:`\omega^2 \approx \kappa|\nabla_\Gamma\mathrm{tr}|^2/\mathrm{tr}`, needs
     :math:`ds \le 0.3(1+\omega)/\omega^2`), and with ``method="sde"`` integrates each record in
@@ -331,9 +331,11 @@ def predict_grid(
     while todo.any():
         if bar is not None:
             bar.set_postfix(horizon_doublings=int(doublings[todo].max()))
-        needed = np.ceil(np.log2(np.maximum(horizon * rate / (0.3 * resolution), 1.0))) + extra
-        refine = np.clip(needed, 0, MAX_REFINE).astype(int)
-        record_ds = horizon / (resolution << refine)
+        needed = np.ceil(np.log2(np.maximum(horizon * rate / (0.3 * resolution), 1.0)))
+        refine = np.clip(needed + extra, 0, MAX_REFINE).astype(int)
+        # Steps per record from the records a finite path needs, so that a refinement after a non-finite path
+        # (extra) doubles the integration steps, not only the records.
+        record_ds = horizon / (resolution << np.clip(needed, 0, MAX_REFINE).astype(int))
         substeps = np.ceil(np.log2(np.maximum(record_ds * pumped / NOISE_STEP, 1.0)))
         every = 1 << np.clip(substeps, 0, MAX_SUBSTEPS).astype(int)  # integration steps per record
         keys = jax.random.split(jax.random.fold_in(key, attempt), eta.size)
