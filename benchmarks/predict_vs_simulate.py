@@ -67,18 +67,20 @@ def diagonal_problem():
     return diagonal_network()
 
 
-def matrix_sensing_problem():
-    """Matrix sensing small enough to simulate 128 runs a row: d = 10, rank 2, n = 15 (p = 20), on Gamma."""
-    problem = flatter.problems.matrix_sensing(10, 2, 15, key=jax.random.key(0))
+def on_valley(problem):
+    """The problem and a start on Gamma: interpolated from its initialization, then projected."""
     start, _ = flatter.interpolate(problem, problem.init_params(jax.random.key(1)))
     return problem, flatter.valley.project(problem, start)
+
+
+def matrix_sensing_problem():
+    """Matrix sensing small enough to simulate 128 runs a row: d = 10, rank 2, n = 15 (p = 20), on Gamma."""
+    return on_valley(flatter.problems.matrix_sensing(10, 2, 15, key=jax.random.key(0)))
 
 
 def teacher_student_problem():
     """A teacher-student network small enough to simulate 128 runs a row: d_in = 4, k = 2, m = 8, n = 12 (p = 40)."""
-    problem = flatter.problems.teacher_student(d_in=4, k=2, m=8, n=12, key=jax.random.key(0))
-    start, _ = flatter.interpolate(problem, problem.init_params(jax.random.key(1)))
-    return problem, flatter.valley.project(problem, start)
+    return on_valley(flatter.problems.teacher_student(d_in=4, k=2, m=8, n=12, key=jax.random.key(0)))
 
 
 # name, problem factory, noise batch B (label_noise's default noises every label: B = n), eta, kappa, criterion
