@@ -89,27 +89,44 @@ for i, k in enumerate(kappas):
 
 
 # %%
-def simulated_gamma_star(kappa, eta, n_seeds):
-    sigma = 2 * np.sqrt(kappa)
+def simulated_gamma_star(problem, point, observable, threshold, eta, C, sigma, n_seeds, batch_size=1):
+    """gamma* (the vertex of log median T_settle over gammas) of label-noise SGDM, 1 - beta = C eta^gamma, with its
+    bootstrap interval and each gamma's censored share; horizons 3x the reduced SDE's prediction."""
+    betas = 1 - C * eta**gammas
     pred = timescales.predict_grid(
-        toy, start, eta=eta, beta=1 - eta**gammas, sigma=sigma, observable="abs_y", threshold=DELTA, seeds=16
-    )
+        problem, point, eta=eta, beta=betas, sigma=sigma, batch_size=batch_size, observable=observable,
+        threshold=threshold, seeds=16,
+    )  # fmt: skip
     times, censored = [], []
-    for g, t_pred in zip(gammas, pred.settle, strict=True):
-        beta = 1 - eta**g
-        horizon = int(min(3 * t_pred, 2e5)) + 100
-        horizon -= horizon % 10
+    for beta, t_pred in zip(betas, pred.settle, strict=True):
+        horizon = int(min(max(3 * t_pred, 2000), 2e5))
+        record = max(horizon // 2000, 1)
+        horizon -= horizon % record
 
-        def run(key, beta=beta, horizon=horizon):
+        def run(key, beta=beta, horizon=horizon, record=record):
             k1, k2 = jax.random.split(key)
             tx = optax.chain(flatter.label_noise(sigma, key=k1), flatter.heavy_ball(eta, beta))
-            traj = flatter.simulate(toy, tx, start, steps=horizon, key=k2, record_every=10, observables=["abs_y"])
-            return flatter.settling_time(traj.steps, traj.observables["abs_y"], DELTA, diverged=traj.diverged)
+            traj = flatter.simulate(
+                problem, tx, point, steps=horizon, key=k2, record_every=record, observables=[observable]
+            )
+            return flatter.settling_time(traj.steps, traj.observables[observable], threshold, diverged=traj.diverged)
 
         out = jax.jit(jax.vmap(run))(jax.random.split(jax.random.key(1), n_seeds))
         times.append(np.asarray(out.time))
         censored.append(np.asarray(out.censored))
-    opt = flatter.sweep.optimal_gamma(gammas, [eta], np.array(times)[:, None], np.array(censored)[:, None])
+    times, censored = np.array(times), np.array(censored)
+    opt = flatter.sweep.optimal_gamma(gammas, [eta], times[:, None], censored[:, None])
+    return opt.per_eta[0], opt.per_eta_ci[0], censored.mean(axis=1)
+
+
+def predicted_gamma_star(problem, point, observable, threshold, eta, C, sigma, batch_size=1, paths=48):
+    """gamma* of the reduced SDE's settling times at one eta, with its bootstrap band."""
+    pred = timescales.predict_grid(
+        problem, point, eta=eta, beta=1 - C * eta**gammas, sigma=sigma, batch_size=batch_size,
+        observable=observable, threshold=threshold, seeds=paths,
+    )  # fmt: skip
+    t = pred.settle_samples[:, None]
+    opt = flatter.sweep.optimal_gamma(gammas, [eta], np.where(np.isfinite(t), t, 0.0), ~np.isfinite(t), n_boot=200)
     return opt.per_eta[0], opt.per_eta_ci[0]
 
 
@@ -118,10 +135,55 @@ sim_points = (
 )
 simulated = []
 for k, e in sim_points:
-    g, band = simulated_gamma_star(k, e, 32 if QUICK else 64)
-    i, j = int(np.argmin(np.abs(np.log(kappas / k)))), int(np.argmin(np.abs(np.log(etas / e))))
+    g, band, _ = simulated_gamma_star(toy, start, "abs_y", DELTA, e, 1.0, 2 * np.sqrt(k), 32 if QUICK else 64)
     simulated.append((k, e, g, *band, flatter.limit.damping_ratio(k, curvature)))
     print(f"simulated kappa = {k:g}, eta = {e:g}: gamma* = {g:.3f} [{band[0]:.3f}, {band[1]:.3f}]")
+
+# %% [markdown]
+# ## A valley the map was not drawn on
+# A diagonal linear network f(θ; x) = ⟨u⊙u − v⊙v, x⟩ (d = 4, n = 2), built as a user would: its valley
+# bends, and its curvature along the valley is far from uniform. ζ is read off it exactly as off the toy
+# (λ from `flatter.valley.descent_geometry` at its start on Γ), every label is noised (B = n = 2), σ = 1 and C
+# set by κ = σ²/(4BC³) = 1/(4ζ²λ). The criterion is tr∇²L read on the valley below 2.45 (3.97 at the start,
+# 2.28 at the flat end). If ζ is the regime number, its simulated γ* sits where the toy's map puts that ζ.
+# The reduced SDE on this valley itself is printed beside it.
+
+# %%
+diagonal_inputs = jnp.array([[1.0, 0.5, 0.2, 0.1], [0.3, 1.0, 0.7, 0.4]])
+
+
+def diagonal_predict(theta, x):
+    u, v = theta[:4], theta[4:]
+    return x @ (u * u - v * v)
+
+
+diagonal = flatter.Problem(diagonal_predict, diagonal_inputs, jnp.array([1.0, 0.6]), name="diagonal-network")
+diagonal_start, _ = flatter.interpolate(diagonal, jnp.concatenate([jnp.full(4, 0.8), jnp.full(4, 0.3)]))
+diagonal_start = flatter.valley.project(diagonal, diagonal_start)
+diagonal_curvature = float(flatter.valley.descent_geometry(diagonal, diagonal_start).curvature)
+FLAT_TRACE, NOISY_LABELS = 2.45, 2
+transfer_points = [(1.0, 1e-3)] if QUICK else [(3.0, 1e-3), (1.0, 1e-3), (0.5, 1e-3), (1.0, 1e-4), (0.5, 1e-4)]
+transfer = []
+print(f"diagonal network: lambda = {diagonal_curvature:.3g} (the toy's: {float(curvature):.3g})")
+for z, e in transfer_points:
+    k = 1 / (4 * z**2 * diagonal_curvature)
+    C = (1 / (4 * NOISY_LABELS * k)) ** (1 / 3)
+    g, band, share = simulated_gamma_star(
+        diagonal, diagonal_start, "trace_hessian@valley", FLAT_TRACE, e, C, 1.0, 24 if QUICK else 64, NOISY_LABELS
+    )
+    g_own, own = predicted_gamma_star(
+        diagonal, diagonal_start, "trace_hessian@valley", FLAT_TRACE, e, C, 1.0, NOISY_LABELS
+    )
+    toy_kappa = 1 / (4 * z**2 * float(curvature))  # the toy at the same zeta: its map's gamma* there
+    g_toy, toy_band = predicted_gamma_star(toy, start, "abs_y", DELTA, e, 1.0, 2 * np.sqrt(toy_kappa))
+    inside = toy_band[0] <= band[1] and band[0] <= toy_band[1]
+    transfer.append((z, e, k, g, *band, g_toy, *toy_band, g_own, *own))
+    print(
+        f"  zeta = {z:g}, eta = {e:g} (kappa = {k:.3g}): simulated gamma* = {g:.3f} [{band[0]:.3f}, {band[1]:.3f}]; "
+        f"the toy's map {g_toy:.3f} [{toy_band[0]:.3f}, {toy_band[1]:.3f}] ({'overlaps' if inside else 'apart'}); "
+        f"reduced SDE on this valley {g_own:.3f} [{own[0]:.3f}, {own[1]:.3f}]; censored share by gamma "
+        + " ".join(f"{c:.2f}" for c in share)
+    )
 
 # %% [markdown]
 # ## The figure and its data
@@ -145,13 +207,19 @@ for _k, e, g, _lo, _hi, z in simulated:
     axes[0].annotate(
         f"sim {g:.2f}", (z, e), xytext=(8, 6), textcoords="offset points", color="w", fontsize=9, path_effects=outline
     )
+for z, e, _k, g, *_ in transfer:
+    axes[0].scatter([z], [e], c=[g], norm=norm, cmap="viridis", s=140, marker="D", edgecolors="m", linewidths=1.5)
+    axes[0].annotate(
+        f"diag {g:.2f}", (z, e), xytext=(8, -12), textcoords="offset points", color="w", fontsize=9,
+        path_effects=outline,
+    )  # fmt: skip
 fig.colorbar(mesh, ax=axes[0], label=r"predicted $\gamma^*$ (white squares: $|\gamma^*-2/3| \leq 0.05$)")
 axes[0].set(
     xscale="log",
     yscale="log",
     xlabel=r"damping ratio $\zeta = 1/(2\sqrt{\kappa\lambda})$ at $\gamma = 2/3$, $\kappa = \sigma^2/(4BC^3)$",
     ylabel=r"$\eta$",
-    title=r"toy valley: $\gamma^*$ from the reduced SDE (circles: simulated)",
+    title=r"predicted $\gamma^*$ (toy); simulated: toy $\circ$, diagonal net $\diamond$",
 )
 colors = plt.cm.plasma(np.linspace(0, 0.85, len(kappas)))
 for i in range(len(kappas)):
@@ -166,7 +234,7 @@ flatter.figures.add_caption(
     fig,
     rf"toy valley from $y$ = 1, C = 1, full batch; $\gamma$ on {len(gammas)} points in "
     rf"[{gammas[0]:g}, {gammas[-1]:g}], {len(kappas)} $\kappa$ x {len(etas)} $\eta$; "
-    f"{seeds} reduced-SDE paths per point",
+    f"{seeds} reduced-SDE paths per point; diamonds: a diagonal linear network (d = 4, n = 2, B = 2), simulated",
 )
 flatter.figures.save_figure(fig, OUT / "regime_map.png", dpi=130)
 np.savez(
@@ -181,6 +249,24 @@ np.savez(
     predicted_settle=grid.settle.reshape(K.shape),
     simulated=np.array(simulated),
     simulated_columns=np.array(["kappa", "eta", "gamma_star", "ci_low", "ci_high", "zeta"]),
+    diagonal_network=np.array(transfer),
+    diagonal_network_columns=np.array(
+        [
+            "zeta",
+            "eta",
+            "kappa",
+            "gamma_star",
+            "ci_low",
+            "ci_high",
+            "toy_map",
+            "toy_low",
+            "toy_high",
+            "own",
+            "own_low",
+            "own_high",
+        ]
+    ),  # fmt: skip
+    diagonal_network_curvature=diagonal_curvature,
     description=np.array(
         "toy valley h = 1 + y^2, y0 = 1, settling |y| < 0.1, C = 1, sigma = 2 sqrt(kappa), B = 1, zeta = "
         "1/(2 sqrt(kappa lambda)) with lambda the curvature of tr along the valley; gamma* is the "
