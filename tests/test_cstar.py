@@ -26,3 +26,7 @@ def test_the_cstar_command_shows_progress_and_its_reduced_ode_optimum_scales_as_
     sigmas = [r["sigma"] for r in summary["rows"]]
     slope = np.polyfit(np.log(sigmas), np.log([r["C_star_ode"] for r in summary["rows"]]), 1)[0]
     assert slope == pytest.approx(2 / 3, abs=0.08)
+    # The damping ratio printed at each C*: the toy's closed form, lambda = 2 and B = 1 (one example, any mode).
+    for r in summary["rows"]:
+        kappa = r["sigma"] ** 2 / (4 * r["C_star_sim"] ** 3)
+        assert r["zeta_at_C_star_sim"] == pytest.approx(0.5 / np.sqrt(2 * kappa), rel=1e-5)

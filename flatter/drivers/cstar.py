@@ -10,9 +10,12 @@ import numpy as np
 
 from .._io import environment, save_json
 from ..figures import save_figure
+from ..limit import regime_at
 from ..problems import make_problem
 from ..sweep import SweepSpec, optimal_C, run_sweep
 from ..timescales import predict_optimal_C
+from ..transforms import label_noise_batch
+from ..valley import descent_geometry
 
 
 def cstar_spec(problem: str = "toy-valley", preset: str = "quick", seeds: int | None = None) -> SweepSpec:
@@ -48,6 +51,9 @@ def run_cstar(
     sigmas, Cs = spec.sigmas, spec.Cs
     res = run_sweep(spec, out / "sweep", progress=True)
     toy = make_problem("toy-valley")
+    # C* ~ sigma^(2/3) is kappa = sigma^2 / (4 B C*^3) held fixed: one damping ratio at C* for every sigma
+    curvature = descent_geometry(toy, jnp.array([0.0, 1.0])).curvature
+    noisy = int(label_noise_batch(spec.label_noise_mode, spec.batch_sizes[0], toy.num_examples))
     rows = []
     rng = np.random.default_rng(0)
     from tqdm.auto import tqdm
@@ -77,6 +83,9 @@ def run_cstar(
                 "C_star_sim": c_sim,
                 "C_star_ci": np.percentile(boots, [2.5, 97.5]).tolist(),
                 "C_star_ode": c_ode,
+                "zeta_at_C_star_sim": regime_at(curvature, sigma=sigma, C=c_sim, batch_size=noisy).zeta
+                if np.isfinite(c_sim) and c_sim > 0
+                else None,
                 "T_eta23_by_C": med.tolist(),
                 "censored_median_by_C": (~np.isfinite(med)).tolist(),
                 "horizon_eta23_by_C": horizon.tolist(),
@@ -101,7 +110,8 @@ def run_cstar(
     for r in rows:
         print(
             f"  sigma={r['sigma']:4.1f}: C*_sim = {r['C_star_sim']:.2f} [{r['C_star_ci'][0]:.2f}, "
-            f"{r['C_star_ci'][1]:.2f}]   C*_reduced-ODE = {r['C_star_ode']:.2f}"
+            f"{r['C_star_ci'][1]:.2f}]   C*_reduced-ODE = {r['C_star_ode']:.2f}   damping ratio at C*_sim: "
+            f"zeta = {r['zeta_at_C_star_sim'] or float('nan'):.3g}"
         )
     print(f"  C* ~ sigma^p: p = {slope:.2f} +- {se:.2f} (predicted 2/3)")
     save_json(out / "summary.json", summary)

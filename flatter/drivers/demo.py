@@ -16,9 +16,10 @@ from .._interpolate import interpolate
 from .._io import environment, save_arrays, save_json
 from .._simulate import simulate
 from ..figures import add_caption, save_figure
+from ..limit import regime
 from ..problems import matrix_sensing
 from ..transforms._heavy_ball import heavy_ball
-from ..transforms._label_noise import label_noise
+from ..transforms._label_noise import label_noise, label_noise_batch
 from ..transforms._momentum_rule import momentum_rule
 
 
@@ -88,6 +89,10 @@ def run_demo(config: DemoConfig = DemoConfig(), out: str | Path = "flatter-out/d
         f"{info.loss:.1e} in {info.steps} steps, recovery error "
         f"{float(problem.observe(params0)['recovery_error']):.3f}"
     )
+    # label_noise's default mode noises every label of the full batch: B = n
+    found = regime(problem, params0, sigma=config.sigma, C=config.C,
+                   batch_size=int(label_noise_batch("minibatch", None, problem.num_examples)))  # fmt: skip
+    print(f"regime at gamma = 2/3 with C = {config.C:g}: {found}")
 
     def run(eta, beta, k):
         k_noise, k_sim = jax.random.split(k)
@@ -158,6 +163,7 @@ def run_demo(config: DemoConfig = DemoConfig(), out: str | Path = "flatter-out/d
             "demo.npz have shape (variant, seed, record) against `steps`.",
             "config": dataclasses.asdict(config),
             "results": results,
+            "regime": found._asdict(),
             "wall_seconds": elapsed,
             "environment": environment(),
         },

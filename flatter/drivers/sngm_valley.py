@@ -20,8 +20,8 @@ from .._criteria import settling_time
 from .._io import environment, save_json
 from .._precision import full_precision
 from ..figures import save_figure
-from ..limit import integrate, label_noise_flow, sngm_flow
-from ..sweep import SweepResults, optimal_gamma, power_law, prepare, resolved_threshold, run_sweep
+from ..limit import Regime, integrate, label_noise_flow, sngm_flow
+from ..sweep import SweepResults, optimal_gamma, power_law, prepare, resolved_threshold, run_sweep, spec_regime
 from ..timescales import alpha as alpha_theory
 from ..transforms import label_noise_batch
 from .scaling import presets as scaling_presets
@@ -166,6 +166,8 @@ def summarize(all_results: list[SweepResults], flows: dict, limit_results: list[
 
 def print_summary(summary: dict, problem: str) -> None:
     print(f"\n{problem}: alpha in T ~ eta^-alpha (settling; +- s.e., [95% CI]), heavy ball vs SNGM")
+    if "regime" in summary:
+        print(f"regime at gamma = 2/3 (heavy ball): {Regime(**summary['regime'])}")
     print(f"{'gamma':>6} {'predicted':>9}  {'SGDM':>26}  {'SNGM':>26}")
     rows = {(r["variant"], round(r["gamma"], 4)): r for r in summary["alpha"]}
     for g in sorted({round(r["gamma"], 4) for r in summary["alpha"]}):
@@ -248,6 +250,7 @@ def run_sngm_valley(problem: str, preset: str, out: str | Path, *, progress: boo
         deeper = [run_sweep(s, out / f"sweep-{s.digest}", progress=progress) for s in limit_specs(problem, preset)]
         flows = flow_times(all_specs[-1], results[-1].meta["reference"])
     summary = summarize(results, flows, deeper)
+    summary["regime"] = spec_regime(all_specs[-1])._asdict()  # heavy ball's place on the regime map
     summary.update(
         problem=problem,
         preset=preset,

@@ -24,6 +24,7 @@ from ._run import (
     resolved_threshold as resolved_threshold,
     run_sweep as run_sweep,
 )
+from ._spec_regime import spec_regime as spec_regime
 from ._store import (
     FIELDS as FIELDS,
     SweepIncomplete as SweepIncomplete,
@@ -67,6 +68,7 @@ __all__ = [
     "prepare",
     "resolved_threshold",
     "run_sweep",
+    "spec_regime",
     "FIELDS",
     "SweepIncomplete",
     "SweepInterrupted",
