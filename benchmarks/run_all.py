@@ -167,6 +167,14 @@ FIGURES = (
         keep_from="MLP-6 width",
     ),
     Figure(
+        "regime-map",
+        "The regime map from the reduced SDE, with a diagonal linear network placed at its own damping ratio "
+        "(theory/regime_map.py, full mode)",
+        f"env FLATTER_OUT={{out}} MPLBACKEND=Agg {PYTHON} theory/regime_map.py",
+        keep_from="predicted grid:",
+        timeout=3600,
+    ),
+    Figure(
         "network-limit",
         "Discrete vs limit on a Fashion-MNIST MLP, tanh and ReLU (theory/network_limit.py, full mode)",
         f"env FLATTER_OUT={{out}} MPLBACKEND=Agg {PYTHON} theory/network_limit.py",

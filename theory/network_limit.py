@@ -16,7 +16,7 @@
 # discrepancy should vanish in proportion to η_eff, as on the toy valley and matrix sensing
 # (`theory/limit_vs_discrete.py`). Two networks of the same shape, built in this notebook as a user would:
 # a **tanh** MLP (an `nnx` module written here) and flatter's **ReLU** MLP. Test accuracy rides along on both
-# sides (`also=`). Set `FLATTER_QUICK=1` for the quick version.
+# sides (`also=`). Set `FLATTER_QUICK=1` for the quick version (the tanh network only, fewer steps and seeds).
 #
 # tr∇²L is read two ways: **on the valley**, at Φ(θ), the point of Γ below the iterate (`"trace_hessian@valley"`:
 # two Gauss-Newton steps), which is what the limit theorem is about (Li-Wang-Arora's Φ), and **at the iterate** θ
@@ -85,10 +85,9 @@ class TanhMLP(nnx.Module):
         return self.layers[-1](inputs)
 
 
-modules = {
-    "tanh": TanhMLP([x.shape[1], WIDTH, WIDTH, data.num_classes], nnx.Rngs(0)),
-    "ReLU": flatter.models.MLP(x.shape[1], data.num_classes, width=WIDTH, depth=3, rngs=nnx.Rngs(0)),
-}
+modules = {"tanh": TanhMLP([x.shape[1], WIDTH, WIDTH, data.num_classes], nnx.Rngs(0))}
+if not QUICK:  # quick mode checks that everything runs: one network (each compiles its own programs)
+    modules["ReLU"] = flatter.models.MLP(x.shape[1], data.num_classes, width=WIDTH, depth=3, rngs=nnx.Rngs(0))
 starts, problems = {}, {}
 for name, module in modules.items():
     problem, params = flatter.Problem.from_flax(module, x, y, test_inputs=x_test, test_targets=y_test, name=name)
@@ -141,11 +140,13 @@ for name, problem in problems.items():
               f"{np.round(local, 2).tolist()}")  # fmt: skip
 
 # %%
-fig, axes = plt.subplots(2, 2, figsize=(10, 7.5), constrained_layout=True)
+fig = plt.figure(figsize=(10, 7.5), constrained_layout=True)
+panels = fig.add_gridspec(2, 2)
+top = [fig.add_subplot(panels[0, :])] if len(problems) == 1 else [fig.add_subplot(panels[0, i]) for i in range(2)]
+bottom = [fig.add_subplot(panels[1, 0]), fig.add_subplot(panels[1, 1])]
 colors = ("C0", "C1", "C2", "C3")
-for col, name in enumerate(problems):
+for ax, name in zip(top, problems, strict=True):
     comps = results[name][0]
-    ax = axes[0, col]
     for c, color in zip(comps, colors, strict=False):
         flatter.plot_comparison(
             c, ax, color=color, label=rf"$\eta$={c.eta:g}", ylabel=r"tr$\,\nabla^2 L$ at $\Phi(\theta)$, on $\Gamma$"
@@ -153,15 +154,15 @@ for col, name in enumerate(problems):
     ax.plot([], [], "k--", label="limit flow")
     ax.set_title(rf"{name} MLP: $\mathrm{{tr}}\,\nabla^2 L$ on the valley, discrete vs limit", fontsize=11)
     ax.legend(fontsize=7)
-ax = axes[1, 0]
+ax = bottom[0]
 for c, color in zip(results["tanh"][0], colors, strict=False):
     flatter.plot_comparison(c.also["test_accuracy"], ax, color=color, label=rf"$\eta$={c.eta:g}", ylabel="")
 ax.plot([], [], "k--", label="limit flow")
 ax.set(ylabel="test accuracy (500 images)", title="tanh MLP: test accuracy, discrete vs limit")
 ax.title.set_fontsize(11)
 ax.legend(fontsize=7)
-ax = axes[1, 1]
-for name, color in (("tanh", "C0"), ("ReLU", "C3")):
+ax = bottom[1]
+for name, color in zip(problems, ("C0", "C3"), strict=False):  # one network in quick mode
     _, fit, at_iterate = results[name]
     for reading, of_reading, marker, style in (("on Γ", fit, "o", "-"), ("at θ", at_iterate, "^", ":")):
         ax.errorbar(of_reading.eta_eff, of_reading.discrepancy, yerr=2 * of_reading.stderr, fmt=marker + style,
@@ -177,7 +178,10 @@ ax.set(
 ax.title.set_fontsize(11)
 for axis in (ax.xaxis, ax.yaxis):
     flatter.figures.plain_log_ticks(axis)
-ax.legend(fontsize=7, ncol=2, loc="center", bbox_to_anchor=(0.5, 0.66))  # in the empty band between the networks
+if len(problems) > 1:
+    ax.legend(fontsize=7, ncol=2, loc="center", bbox_to_anchor=(0.5, 0.66))  # in the empty band between the networks
+else:
+    ax.legend(fontsize=7)
 flatter.figures.add_caption(
     fig,
     f"Fashion-MNIST, n = {len(picked)} training images (7×7 pooled), {TEST} test images; MLP 49-{WIDTH}-{WIDTH}-10 "

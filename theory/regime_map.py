@@ -162,7 +162,8 @@ diagonal_start, _ = flatter.interpolate(diagonal, jnp.concatenate([jnp.full(4, 0
 diagonal_start = flatter.valley.project(diagonal, diagonal_start)
 diagonal_curvature = float(flatter.valley.descent_geometry(diagonal, diagonal_start).curvature)
 FLAT_TRACE, NOISY_LABELS = 2.45, 2
-transfer_points = [(1.0, 1e-3)] if QUICK else [(3.0, 1e-3), (1.0, 1e-3), (0.5, 1e-3), (1.0, 1e-4), (0.5, 1e-4)]
+# on the map's zeta range, beside (not on) the toy's simulated points
+transfer_points = [(1.0, 1e-3)] if QUICK else [(2.5, 1e-3), (1.0, 1e-3), (0.4, 1e-3), (1.0, 1e-4), (0.4, 1e-4)]
 transfer = []
 print(f"diagonal network: lambda = {diagonal_curvature:.3g} (the toy's: {float(curvature):.3g})")
 for z, e in transfer_points:
@@ -209,9 +210,10 @@ for _k, e, g, _lo, _hi, z in simulated:
     )
 for z, e, _k, g, *_ in transfer:
     axes[0].scatter([z], [e], c=[g], norm=norm, cmap="viridis", s=140, marker="D", edgecolors="m", linewidths=1.5)
+    right = z > 0.5 * zetas.max()  # a label at the map's right edge goes to the left of its point
     axes[0].annotate(
-        f"diag {g:.2f}", (z, e), xytext=(8, -12), textcoords="offset points", color="w", fontsize=9,
-        path_effects=outline,
+        f"diag {g:.2f}", (z, e), xytext=(-8 if right else 8, -12), textcoords="offset points", color="w", fontsize=9,
+        ha="right" if right else "left", path_effects=outline,
     )  # fmt: skip
 fig.colorbar(mesh, ax=axes[0], label=r"predicted $\gamma^*$ (white squares: $|\gamma^*-2/3| \leq 0.05$)")
 axes[0].set(
@@ -221,6 +223,10 @@ axes[0].set(
     ylabel=r"$\eta$",
     title=r"predicted $\gamma^*$ (toy); simulated: toy $\circ$, diagonal net $\diamond$",
 )
+# zeta spans a decade and a half: labelled major ticks only (the minor ones' labels would run into each other)
+axes[0].xaxis.set_major_locator(matplotlib.ticker.FixedLocator([0.2, 0.5, 1.0, 2.0]))
+axes[0].xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+axes[0].xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 colors = plt.cm.plasma(np.linspace(0, 0.85, len(kappas)))
 for i in range(len(kappas)):
     axes[1].plot(etas, gamma_star[i], "o-", color=colors[i], ms=3, label=rf"$\zeta$ = {zetas[i]:.2g}")
