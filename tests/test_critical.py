@@ -107,9 +107,11 @@ def test_the_damping_ratio_says_whether_the_critical_flow_overshoots_the_flat_po
 
 def test_a_sweeps_regime_counts_its_noisy_labels_by_the_one_rule():
     """spec_regime reads lambda at the sweep's phase-1 point and B from its label-noise mode: every label of n noised
-    is kappa / n, so zeta grows by sqrt(n) at the same sigma and C; the toy's closed form is zeta = 1/(2 sqrt(2 kappa))."""
-    toy = flatter.sweep.SweepSpec(problem="toy-valley", gammas=(2 / 3,), etas=(1e-3,), Cs=(2.0,), sigmas=(1.0,),
-                                  seeds=2, max_steps=1000, observable="abs_y", threshold=0.1)  # fmt: skip
+    is kappa / n, so zeta grows by sqrt(n) at the same sigma and C; on the toy zeta = 1/(2 sqrt(2 kappa))."""
+    toy = flatter.sweep.SweepSpec(
+        problem="toy-valley", gammas=(2 / 3,), etas=(1e-3,), Cs=(2.0,), sigmas=(1.0,), seeds=2, max_steps=1000,
+        observable="abs_y", threshold=0.1,
+    )  # fmt: skip
     assert flatter.sweep.spec_regime(toy).zeta == pytest.approx(0.5 / np.sqrt(2 * 1.0 / (4 * 2.0**3)), rel=1e-5)
     kwargs = dict(problem="matrix-sensing", problem_kwargs={"d": 6, "r": 2, "n": 20}, gammas=(2 / 3,), etas=(1e-3,),
                   Cs=(1.0,), sigmas=(0.5,), seeds=2, max_steps=1000)  # fmt: skip
