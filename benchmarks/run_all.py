@@ -98,6 +98,18 @@ FIGURES = (
         keep_from="eta x ",  # the step sizes, the header, then every row
     ),
     Figure(
+        "predict-vs-simulate-diagonal-small-eta",
+        "The diagonal network at 2/3 and 0.75 with eta 100x smaller (the same kappa), float64: do its escapes vanish?",
+        f"{PYTHON} benchmarks/predict_vs_simulate.py --only diagonal --gammas 0.667 0.75 --eta-scale 0.01 --x64",
+        keep_from="eta x ",
+    ),
+    Figure(
+        "predict-vs-simulate-sensing-small-eta",
+        "Matrix sensing, underdamped, at 0.75 with eta 100x smaller (the same kappa), float64: do its escapes vanish?",
+        f"{PYTHON} benchmarks/predict_vs_simulate.py --only 'sensing underdamp' --gammas 0.75 --eta-scale 0.01 --x64",
+        keep_from="eta x ",
+    ),
+    Figure(
         "reduced-sde-step",
         "The reduced SDE's settling time against its step, where the motion along the valley rings",
         f"{PYTHON} benchmarks/reduced_sde_step.py",
