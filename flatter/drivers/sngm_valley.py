@@ -249,8 +249,9 @@ def run_sngm_valley(problem: str, preset: str, out: str | Path, *, progress: boo
         results = [run_sweep(s, out / f"sweep-{s.digest}", progress=progress) for s in all_specs]
         deeper = [run_sweep(s, out / f"sweep-{s.digest}", progress=progress) for s in limit_specs(problem, preset)]
         flows = flow_times(all_specs[-1], results[-1].meta["reference"])
+        found = spec_regime(all_specs[-1])  # heavy ball's place on the regime map, at the sweeps' phase-1 point
     summary = summarize(results, flows, deeper)
-    summary["regime"] = spec_regime(all_specs[-1])._asdict()  # heavy ball's place on the regime map
+    summary["regime"] = found._asdict()
     summary.update(
         problem=problem,
         preset=preset,
