@@ -75,7 +75,7 @@ FIGURES = (
         "cstar",
         "The optimal prefactor C* against sigma",
         f"{FLATTER} cstar --out {{out}}",
-        last_lines=16,
+        keep_from="C* at gamma",
         preset="cstar toy-valley quick",
     ),
     Figure(
@@ -142,7 +142,7 @@ FIGURES = (
         "sngm-valley",
         "SNGM beside heavy ball near the valley (experiments/sngm_valley.py)",
         f"{PYTHON} experiments/sngm_valley.py --out {{out}}",
-        last_lines=40,
+        keep_from="toy-valley: alpha in T",  # the three problems' tables, each with its regime
     ),
     Figure(
         "large-batch",
@@ -279,7 +279,8 @@ def measure(figure: Figure) -> dict:
                 command, shell=True, cwd=ROOT, capture_output=True, text=True, timeout=figure.timeout, stdin=None,
                 env=env,
             )  # fmt: skip
-            output, code = done.stdout + done.stderr, done.returncode
+            # What a command prints is its stdout; stderr holds its progress bars, kept only when it failed.
+            output, code = done.stdout + (done.stderr if done.returncode else ""), done.returncode
         except subprocess.TimeoutExpired as err:
             output, code = f"{err.stdout or ''}{err.stderr or ''}\n(timed out after {figure.timeout} s)", 124
         wall = time.perf_counter() - start

@@ -71,13 +71,20 @@ K, E, G = np.meshgrid(kappas, etas, gammas, indexing="ij")
 grid = timescales.predict_grid(
     toy, start, eta=E, beta=1 - E**G, sigma=2 * np.sqrt(K), observable="abs_y", threshold=DELTA, seeds=seeds
 )
+
+
+def vertex_of_paths(times, etas):
+    """gamma* per eta with its bootstrap band, from reduced-SDE paths' settling steps ``times[gamma, eta, path]``
+    (inf where a path is censored), by the estimator the simulations get."""
+    censored = ~np.isfinite(times)
+    return flatter.sweep.optimal_gamma(gammas, etas, np.where(censored, 0.0, times), censored, n_boot=200)
+
+
 samples = grid.settle_samples.reshape(K.shape + (seeds,))
 gamma_star = np.full(K.shape[:2], np.nan)
 gamma_band = np.full(K.shape[:2] + (2,), np.nan)
 for i in range(len(kappas)):
-    t = samples[i].transpose(1, 0, 2)  # (gamma, eta, path)
-    censored = ~np.isfinite(t)
-    opt = flatter.sweep.optimal_gamma(gammas, etas, np.where(censored, 0.0, t), censored, n_boot=200)
+    opt = vertex_of_paths(samples[i].transpose(1, 0, 2), etas)  # (gamma, eta, path)
     gamma_star[i], gamma_band[i] = opt.per_eta, opt.per_eta_ci
 print(f"predicted grid: {grid.settle.size} points, {grid.model_evaluations} force evaluations")
 for i, k in enumerate(kappas):
@@ -127,8 +134,7 @@ def predicted_gamma_star(problem, point, observable, threshold, eta, C, sigma, b
         problem, point, eta=eta, beta=1 - C * eta**gammas, sigma=sigma, batch_size=batch_size,
         observable=observable, threshold=threshold, seeds=paths,
     )  # fmt: skip
-    t = pred.settle_samples[:, None]
-    opt = flatter.sweep.optimal_gamma(gammas, [eta], np.where(np.isfinite(t), t, 0.0), ~np.isfinite(t), n_boot=200)
+    opt = vertex_of_paths(pred.settle_samples[:, None], [eta])
     return opt.per_eta[0], opt.per_eta_ci[0]
 
 
